@@ -1,0 +1,31 @@
+"""batchlab: how batch size changes what a network learns, run as reproducible studies.
+
+Heavy modules load on first use so that ``batchlab --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load": ("batchlab.store", "load"),
+    "Registry": ("batchlab.registry", "Registry"),
+    "datasets": ("batchlab.data", "datasets"),
+    "models": ("batchlab.models", "models"),
+    "optimizers": ("batchlab.optim", "optimizers"),
+    "schedules": ("batchlab.schedules", "schedules"),
+    "losses": ("batchlab.losses", "losses"),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'batchlab' has no attribute {name!r}")

@@ -1,0 +1,127 @@
+"""The ``batchlab`` command. Imports stay inside the commands so ``batchlab --help`` never loads torch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from batchlab.errors import SpecError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="batchlab", description="Batch-size studies of neural-network training.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a study: a spec file or a built-in recipe name")
+    run.add_argument("target", help="a spec .toml file, or a recipe name (see `batchlab recipes`)")
+    run.add_argument("--out", help="results directory (default: runs/<study name>[-quick])")
+    run.add_argument("--jobs", type=int, help="worker processes, one thread each (default: all cores)")
+    run.add_argument("--resume", action="store_true", help="continue an existing directory (also the default)")
+    run.add_argument("--quick", action="store_true", help="apply the spec's [quick] section: a few-minute version")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a field by dotted name, e.g. --set train.epochs=5 (repeatable)")
+    run.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
+
+    ls = sub.add_parser("ls", help="one row per configuration: final metrics, mean ± std over trials")
+    ls.add_argument("directory")
+    ls.add_argument("--json", action="store_true", help="JSON, one object per configuration")
+
+    sub.add_parser("recipes", help="list the built-in recipes")
+
+    export = sub.add_parser("export", help="write runs and per-epoch metrics as CSV files")
+    export.add_argument("directory")
+    export.add_argument("--csv", action="store_true", required=True, help="CSV format (runs.csv, epochs.csv)")
+    export.add_argument("--to", help="destination directory (default: the results directory)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "ls": cmd_ls, "recipes": cmd_recipes, "export": cmd_export}[args.command](args)
+    except SpecError as e:
+        print(f"batchlab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("batchlab: interrupted; finished epochs are stored; run again to resume", file=sys.stderr)
+        return 130
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from batchlab.spec import parse_override, plan_study, read_document
+
+    doc, _ = read_document(args.target)
+    plan = plan_study(doc, quick=args.quick, sets=[parse_override(s) for s in args.set])
+    out = Path(args.out or Path("runs") / (plan.study.name + ("-quick" if args.quick else "")))
+    if args.resume and not (out / "results.db").exists():
+        raise SpecError(f"--resume: nothing to resume in {str(out)!r}")
+    if args.jobs is not None and args.jobs < 1:
+        raise SpecError(f"--jobs must be at least 1, got {args.jobs}")
+
+    from batchlab.preflight import preflight
+    from batchlab.progress import BarReporter, LogReporter
+    from batchlab.store import ResultsStore, load
+    from batchlab.summary import render_table, summarize
+    from batchlab.sweep import default_jobs, execute
+
+    preflight(plan.runs)
+    store = ResultsStore(out)
+    try:
+        store.set_meta("study", plan.study.model_dump(exclude={"quick"}))
+        store.plan(plan.runs)
+        jobs = args.jobs or default_jobs()
+        quiet = args.quiet or not sys.stderr.isatty()
+        with (LogReporter if quiet else BarReporter)(len(plan.runs)) as reporter:
+            execute(plan.runs, store, jobs, reporter)
+    finally:
+        store.close()
+    rows = summarize(load(out), config_ids=list(dict.fromkeys(r.config_id for r in plan.runs)))
+    _print_table(rows, f"{plan.study.name}: {out}")
+    return 0
+
+
+def _print_table(rows: list[dict[str, Any]], title: str) -> None:
+    from rich.console import Console
+
+    from batchlab.summary import render_table
+
+    Console(width=200 if not sys.stdout.isatty() else None).print(render_table(rows, title))
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from batchlab.store import load
+    from batchlab.summary import summarize
+
+    rows = summarize(load(args.directory))
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+    else:
+        _print_table(rows, args.directory)
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    import tomllib
+    from importlib import resources
+
+    from batchlab.spec import recipe_names
+
+    for name in recipe_names():
+        doc = tomllib.loads((resources.files("batchlab.recipes") / f"{name}.toml").read_text())
+        print(f"{name:24s} {doc.get('description', '').strip().splitlines()[0] if doc.get('description') else ''}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from batchlab.store import load
+
+    results = load(args.directory)
+    to = Path(args.to or args.directory)
+    to.mkdir(parents=True, exist_ok=True)
+    results.runs.to_csv(to / "runs.csv", index=False)
+    results.epochs.to_csv(to / "epochs.csv", index=False)
+    print(f"wrote {to / 'runs.csv'} ({len(results.runs)} runs) and {to / 'epochs.csv'} ({len(results.epochs)} rows)")
+    return 0

@@ -1,0 +1,126 @@
+"""Datasets, held in memory as tensors: a whole split is a (x, y) pair, batches are slices of it.
+
+A dataset builder returns raw train/test arrays; `load_data` then applies what every dataset shares:
+a training subset, a validation split carved from training data, and normalization with training
+statistics only (so nothing about the test set leaks into the inputs).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from batchlab.registry import Registry
+
+datasets = Registry("dataset")
+
+
+@dataclass(frozen=True)
+class Split:
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class RawData:
+    """What a dataset builder returns: numpy arrays; ``test`` may be None when the set has none."""
+
+    train: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray] | None
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    train: Split
+    val: Split | None
+    test: Split | None
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.x.shape[1:])
+
+    def named_splits(self) -> dict[str, Split]:
+        splits = {"train": self.train, "val": self.val, "test": self.test}
+        return {name: split for name, split in splits.items() if split is not None}
+
+
+def cache_dir() -> Path:
+    """Where parsed and downloaded data are kept: $BATCHLAB_CACHE, else ~/.cache/batchlab."""
+    path = Path(os.environ.get("BATCHLAB_CACHE") or Path.home() / ".cache" / "batchlab")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_npz_atomically(path: Path, **arrays: np.ndarray) -> None:
+    """Write then rename, so two worker processes filling the same cache never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def train_test_split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> RawData:
+    """A seeded shuffle-split for sets that come without a test split."""
+    order = np.random.default_rng(seed).permutation(len(y))
+    n_test = int(round(len(y) * test_fraction))
+    test, train = order[:n_test], order[n_test:]
+    return RawData((x[train], y[train]), (x[test], y[test]) if n_test else None, int(y.max()) + 1)
+
+
+def _normalize(splits: dict[str, Split], how: str) -> dict[str, Split]:
+    if how == "none":
+        return splits
+    x = splits["train"].x
+    if how == "channel" and x.dim() > 2:
+        dims = [0, *range(2, x.dim())]
+        mean, std = x.mean(dim=dims, keepdim=True)[0:1], x.std(dim=dims, keepdim=True)[0:1]
+    else:
+        mean, std = x.mean(), x.std()
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return {name: Split((s.x - mean) / std, s.y) for name, s in splits.items()}
+
+
+def load_data(spec: dict[str, Any]) -> DataSplits:
+    """Build the splits named by a resolved [data] section (cached per process: trials share it)."""
+    return _load_cached(json.dumps(spec, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(spec_json: str) -> DataSplits:
+    spec = json.loads(spec_json)
+    generic = {k: spec.pop(k) for k in ("subset", "val_fraction", "normalize", "seed")}
+    raw: RawData = datasets.build(spec, generic["seed"])
+    rng = np.random.default_rng(generic["seed"] + 1)
+    x, y = raw.train
+    order = rng.permutation(len(y))
+    if generic["subset"]:
+        order = order[: generic["subset"]]
+    n_val = int(round(len(order) * generic["val_fraction"]))
+    val_idx, train_idx = order[:n_val], np.sort(order[n_val:])
+
+    def tensors(xs: np.ndarray, ys: np.ndarray) -> Split:
+        return Split(torch.as_tensor(np.ascontiguousarray(xs), dtype=torch.float32),
+                     torch.as_tensor(np.ascontiguousarray(ys), dtype=torch.int64))
+
+    splits = {"train": tensors(x[train_idx], y[train_idx])}
+    if n_val:
+        splits["val"] = tensors(x[np.sort(val_idx)], y[np.sort(val_idx)])
+    if raw.test is not None:
+        splits["test"] = tensors(*raw.test)
+    splits = _normalize(splits, generic["normalize"])
+    return DataSplits(splits["train"], splits.get("val"), splits.get("test"), raw.num_classes)
+
+
+# Register the built-in datasets.
+from batchlab.data import files, mnist, toy  # noqa: E402,F401

@@ -1,0 +1,154 @@
+"""The training loop of one run, from a resolved configuration to per-epoch records.
+
+Speed notes (every trick in one place):
+- the data are tensors in memory; each epoch gathers the whole shuffled training set once
+  (``x[perm]``), so every batch is a contiguous slice, a view with no copy and no DataLoader;
+- the step does nothing but forward, backward and update: no ``.item()``, no logging, no checks;
+  divergence is caught from the full-set evaluation at the end of the epoch;
+- the learning rate is written into the optimizer only when the schedule changes it;
+- images are stored channels-last (NHWC) and so is the model: oneDNN's convolutions and pooling
+  run 2-4x faster on this layout on a CPU than on the default NCHW (33 ms -> 7 ms for the
+  seed-000 feature extractor on 1,000 pairs);
+- evaluation runs under ``torch.inference_mode`` in chunks of 500 (faster than one big batch,
+  which falls out of cache);
+- a run computes on one thread; parallelism comes from running several runs at once
+  (two single-thread processes beat one two-thread process here, and the numbers then do not
+  depend on how many processes there are).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from batchlab.data import DataSplits, Split, load_data
+from batchlab.losses import Loss, losses
+from batchlab.models import models
+from batchlab.optim import optimizers
+from batchlab.schedules import schedules
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class RunResult:
+    status: str  # "finished" or "diverged"
+    stop_reason: str  # "epochs", "target", "early-stop", "diverged"
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, split: Split, loss: Loss, chunk: int) -> tuple[float, float]:
+    """Mean loss and accuracy over a whole split, in eval mode."""
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(split), chunk):
+        x, y = split.x[start : start + chunk], split.y[start : start + chunk]
+        out = model(x)
+        total_loss += float(loss(out, y)) * len(y)
+        correct += int(loss.correct(out, y))
+    return total_loss / len(split), correct / len(split)
+
+
+def channels_last(model: nn.Module, data: DataSplits) -> DataSplits:
+    """Move an image model and its data to the NHWC layout (see the speed notes above)."""
+    if len(data.input_shape) != 3:
+        return data
+    model.to(memory_format=torch.channels_last)
+    fmt = torch.channels_last
+    splits = {k: Split(v.x.contiguous(memory_format=fmt), v.y) if v is not None else None
+              for k, v in (("train", data.train), ("val", data.val), ("test", data.test))}
+    return DataSplits(splits["train"], splits["val"], splits["test"], data.num_classes)
+
+
+def build(config: dict[str, Any], data: DataSplits) -> tuple[nn.Module, Loss]:
+    """The model and loss of a configuration, seeded so every trial has its own initialization."""
+    torch.manual_seed(config["seed"])
+    loss: Loss = losses.build(config["train"]["loss"])
+    model: nn.Module = models.build(config["model"], data.input_shape, loss.num_outputs(data.num_classes))
+    return model, loss
+
+
+def _reached(metric: str, value: float, target: float) -> bool:
+    return value <= target if metric.endswith("loss") else value >= target
+
+
+def train_run(config: dict[str, Any], on_epoch: EpochCallback, data: DataSplits | None = None) -> RunResult:
+    """Train one run; ``on_epoch(epoch, metrics)`` receives epoch 0 (at initialization) and every epoch."""
+    train_cfg = config["train"]
+    data = data or load_data(config["data"])
+    model, loss = build(config, data)
+    data = channels_last(model, data)
+    optimizer = optimizers.build(train_cfg["optimizer"], model.parameters(), train_cfg["lr"])
+    schedule = schedules.build(train_cfg["schedule"])
+    order = torch.Generator().manual_seed(config["seed"])
+
+    x_train, y_train = data.train.x, data.train.y
+    n, batch = len(y_train), min(train_cfg["batch_size"], len(y_train))
+    steps_per_epoch = n // batch if train_cfg["drop_last"] else math.ceil(n / batch)
+    splits = data.named_splits()
+    target, early = train_cfg["target"], train_cfg["early_stop"]
+    summary: dict[str, Any] = {"steps_per_epoch": steps_per_epoch}
+    best, best_step, steps, train_seconds, eval_seconds = math.inf, 0, 0, 0.0, 0.0
+
+    def measure(epoch: int, lr: float, seconds: float) -> dict[str, float]:
+        nonlocal eval_seconds
+        start = time.perf_counter()
+        metrics: dict[str, float] = {"lr": lr, "batch_size": batch, "step": steps, "seconds": seconds}
+        for name, split in splits.items():
+            metrics[f"{name}_loss"], metrics[f"{name}_acc"] = evaluate(model, split, loss,
+                                                                     train_cfg["eval_batch_size"])
+        metrics["eval_seconds"] = time.perf_counter() - start
+        eval_seconds += metrics["eval_seconds"]
+        on_epoch(epoch, metrics)
+        return metrics
+
+    metrics = measure(0, train_cfg["lr"] * schedule(0), 0.0)
+    current_lr = None
+    for epoch in range(1, train_cfg["epochs"] + 1):
+        lr = train_cfg["lr"] * schedule(epoch - 1)
+        if lr != current_lr:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            current_lr = lr
+        start = time.perf_counter()
+        model.train()
+        perm = torch.randperm(n, generator=order)
+        xs, ys = x_train[perm], y_train[perm]  # one gather per epoch; batches are views
+        for i in range(steps_per_epoch):
+            xb, yb = xs[i * batch : (i + 1) * batch], ys[i * batch : (i + 1) * batch]
+            batch_loss = loss(model(xb), yb)
+            optimizer.zero_grad(set_to_none=True)
+            batch_loss.backward()
+            optimizer.step()
+        seconds = time.perf_counter() - start
+        train_seconds += seconds
+        steps += steps_per_epoch
+        metrics = measure(epoch, lr, seconds)
+        summary.update(epochs=epoch, steps=steps, train_seconds=train_seconds, eval_seconds=eval_seconds)
+
+        if not all(math.isfinite(v) for k, v in metrics.items() if k.endswith("_loss")):
+            return RunResult("diverged", "diverged", summary)
+        if target and "target_epoch" not in summary and _reached(target["metric"], metrics[target["metric"]],
+                                                                  target["value"]):
+            summary.update(target_epoch=epoch, target_step=steps, target_seconds=train_seconds)
+            if target["stop"]:
+                return RunResult("finished", "target", summary)
+        if early:
+            value = metrics.get(early["metric"])
+            if value is None:
+                raise ValueError(f"train.early_stop.metric {early['metric']!r} is not measured (no such split)")
+            score = value if early["metric"].endswith("loss") else -value  # lower is better
+            if score < best:
+                best, best_step = score, steps
+                summary.update(best_epoch=epoch, best_value=value)
+            waited = (steps - best_step) if early["unit"] == "steps" else epoch - summary["best_epoch"]
+            if waited >= early["patience"]:
+                return RunResult("finished", "early-stop", summary)
+    return RunResult("finished", "epochs", summary)

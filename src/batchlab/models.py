@@ -1,0 +1,136 @@
+"""Models, written out in full (torchvision does not install beside our torch).
+
+Every builder takes the data's input shape and the number of outputs the loss wants, so the same
+model name serves any dataset whose inputs fit it. ``norm`` chooses none, batch or group normalization.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import nn
+
+from batchlab.errors import SpecError
+from batchlab.registry import Registry
+
+models = Registry("model")
+Norm = Literal["none", "batch", "group"]
+
+
+def make_norm(kind: Norm, channels: int, dims: int = 2) -> nn.Module:
+    """A normalization layer over ``channels`` features (dims = 1 for dense layers, 2 for images)."""
+    if kind == "none":
+        return nn.Identity()
+    if kind == "batch":
+        return nn.BatchNorm1d(channels) if dims == 1 else nn.BatchNorm2d(channels)
+    groups = math.gcd(channels, 8)
+    return nn.GroupNorm(groups, channels)
+
+
+def _image_shape(input_shape: tuple[int, ...], model: str) -> tuple[int, int, int]:
+    if len(input_shape) != 3:
+        raise SpecError(f"model {model!r} needs image inputs (channels, height, width); the data give {input_shape}")
+    return input_shape  # type: ignore[return-value]
+
+
+def _flat_size(features: nn.Module, input_shape: tuple[int, ...]) -> int:
+    with torch.no_grad():
+        return int(features(torch.zeros(1, *input_shape)).numel())
+
+
+def _dense_head(in_features: int, hidden: list[int], num_outputs: int, norm: Norm, dropout: float = 0.0
+                ) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Flatten()]
+    for width in hidden:
+        layers += [nn.Linear(in_features, width), make_norm(norm, width, dims=1), nn.ReLU()]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        in_features = width
+    layers.append(nn.Linear(in_features, num_outputs))
+    return nn.Sequential(*layers)
+
+
+@models.register("pair-cnn")
+def pair_cnn(input_shape: tuple[int, ...], num_outputs: int, *, channels: tuple[int, int] = (16, 20),
+             hidden: list[int] = [128, 64], norm: Norm = "none") -> nn.Module:
+    """Seed 000's network: conv 16 → ReLU → 2×2 max-pool → conv 20 → ReLU → three linear layers."""
+    c, _, _ = _image_shape(input_shape, "pair-cnn")
+    features = nn.Sequential(
+        nn.Conv2d(c, channels[0], 3), make_norm(norm, channels[0]), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(channels[0], channels[1], 3), make_norm(norm, channels[1]), nn.ReLU(),
+    )
+    return nn.Sequential(features, _dense_head(_flat_size(features, input_shape), hidden, num_outputs, norm))
+
+
+@models.register("mlp")
+def mlp(input_shape: tuple[int, ...], num_outputs: int, *, hidden: list[int] = [256, 128], norm: Norm = "none",
+        dropout: float = 0.0) -> nn.Module:
+    """A multi-layer perceptron on the flattened input."""
+    return _dense_head(math.prod(input_shape), hidden, num_outputs, norm, dropout)
+
+
+@models.register("vgg-small")
+def vgg_small(input_shape: tuple[int, ...], num_outputs: int, *, channels: list[int] = [32, 64, 128],
+              hidden: list[int] = [256, 64], norm: Norm = "none") -> nn.Module:
+    """Seed 002's model: (conv 3×3 → ReLU → max-pool) blocks, two dense layers, then the output."""
+    c, _, _ = _image_shape(input_shape, "vgg-small")
+    layers: list[nn.Module] = []
+    for width in channels:
+        layers += [nn.Conv2d(c, width, 3, padding=1), make_norm(norm, width), nn.ReLU(), nn.MaxPool2d(2)]
+        c = width
+    features = nn.Sequential(*layers)
+    return nn.Sequential(features, _dense_head(_flat_size(features, input_shape), hidden, num_outputs, norm))
+
+
+@models.register("alexnet-small")
+def alexnet_small(input_shape: tuple[int, ...], num_outputs: int, *, width: float = 1.0, hidden: int = 256,
+                  dropout: float = 0.5, norm: Norm = "none") -> nn.Module:
+    """Seed 003's AlexNet shape for small images: five convolutions, three pools, three dense layers."""
+    c, _, _ = _image_shape(input_shape, "alexnet-small")
+    w = [max(1, int(round(k * width))) for k in (32, 64, 96, 96, 64)]
+
+    def conv(i: int, o: int, k: int) -> list[nn.Module]:
+        return [nn.Conv2d(i, o, k, padding=k // 2), make_norm(norm, o), nn.ReLU()]
+
+    features = nn.Sequential(
+        *conv(c, w[0], 5), nn.MaxPool2d(2, ceil_mode=True),
+        *conv(w[0], w[1], 5), nn.MaxPool2d(2, ceil_mode=True),
+        *conv(w[1], w[2], 3), *conv(w[2], w[3], 3), *conv(w[3], w[4], 3), nn.AdaptiveMaxPool2d(2),
+    )
+    return nn.Sequential(features, _dense_head(w[4] * 4, [hidden, hidden], num_outputs, "none", dropout))
+
+
+class BasicBlock(nn.Module):
+    """Two 3×3 convolutions with an identity (or 1×1 projection) shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, norm: Norm) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=norm == "none")
+        self.norm1 = make_norm(norm, c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=norm == "none")
+        self.norm2 = make_norm(norm, c_out)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), make_norm(norm, c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.norm1(self.conv1(x)))
+        return torch.relu(self.norm2(self.conv2(out)) + self.shortcut(x))
+
+
+@models.register("resnet-small")
+def resnet_small(input_shape: tuple[int, ...], num_outputs: int, *, widths: list[int] = [16, 32, 64],
+                 blocks: int = 2, norm: Norm = "batch") -> nn.Module:
+    """A CIFAR-style ResNet: a 3×3 stem, stages of basic blocks (stride 2 between), global pooling."""
+    c, _, _ = _image_shape(input_shape, "resnet-small")
+    layers: list[nn.Module] = [nn.Conv2d(c, widths[0], 3, 1, 1, bias=norm == "none"), make_norm(norm, widths[0]),
+                               nn.ReLU()]
+    c = widths[0]
+    for stage, width in enumerate(widths):
+        for b in range(blocks):
+            layers.append(BasicBlock(c, width, 2 if stage > 0 and b == 0 else 1, norm))
+            c = width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_outputs)]
+    return nn.Sequential(*layers)

@@ -1,0 +1,109 @@
+"""Summaries over trials: one row per configuration, mean ± sample std and n of each final metric.
+
+Only finished runs enter the statistics; diverged and failed runs are counted beside them, never
+dropped silently. Configurations are told apart by the fields that vary across the directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from batchlab.store import Results
+
+SPLIT_METRICS = ["train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"]
+RUN_KEYS = {"run_id", "config_id", "seed", "status", "stop_reason", "error"}
+
+
+def stats(values: Any) -> dict[str, float | int | None]:
+    """Mean, sample standard deviation (ddof = 1; None for fewer than two values) and count."""
+    v = np.asarray([x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))],
+                   dtype=float)
+    if len(v) == 0:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None, "n": int(len(v))}
+
+
+def varying_fields(runs: Any) -> list[str]:
+    """Config columns (dotted names) whose value differs between configurations."""
+    config_cols = [c for c in runs.columns if "." in c]
+    firsts = runs.groupby("config_id", sort=False).first()
+    return [c for c in config_cols if firsts[c].map(lambda v: json.dumps(v, default=str)).nunique() > 1]
+
+
+def summarize(results: Results, config_ids: list[str] | None = None) -> list[dict[str, Any]]:
+    runs = results.runs
+    if len(runs) == 0:
+        return []
+    fields = varying_fields(runs)
+    rows = []
+    for config_id, group in runs.groupby("config_id", sort=False):
+        if config_ids is not None and config_id not in config_ids:
+            continue
+        first = group.iloc[0]
+        row: dict[str, Any] = {f: _plain(first[f]) for f in fields}
+        row["config_id"] = config_id
+        for status in ("finished", "diverged", "failed"):
+            row[status] = int((group["status"] == status).sum())
+        row["unfinished"] = int(len(group) - row["finished"] - row["diverged"] - row["failed"])
+        finished = group[group["status"] == "finished"]
+        for metric in SPLIT_METRICS:
+            column = f"final_{metric}"
+            if column in group:
+                row[metric] = stats(finished[column])
+        if isinstance(first.get("train.target.metric"), str):
+            row["target"] = {"metric": first["train.target.metric"], "value": float(first["train.target.value"])}
+            row["target_epoch"] = stats(finished["target_epoch"]) if "target_epoch" in finished else stats([])
+        rows.append(row)
+    return rows
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _pm(s: dict[str, Any] | None, scale: float = 1.0, digits: int = 1) -> str:
+    if not s or s["n"] == 0:
+        return "–"
+    text = f"{s['mean'] * scale:.{digits}f}"
+    return text + (f" ± {s['std'] * scale:.{digits}f}" if s["std"] is not None else "")
+
+
+def render_table(rows: list[dict[str, Any]], title: str = "") -> Any:
+    """A rich Table: varying fields, trial counts, final metrics (mean ± std over finished trials)."""
+    from rich.table import Table
+
+    table = Table(title=title or None)
+    fields = [k for k in (rows[0] if rows else {}) if "." in k]
+    for f in fields:
+        table.add_column(f)
+    table.add_column("done/div/fail", justify="right")
+    metrics = [m for m in SPLIT_METRICS if any(r.get(m, {}).get("n") for r in rows)]
+    for m in metrics:
+        table.add_column(m.replace("_acc", " acc %").replace("_loss", " loss"), justify="right")
+    targets = {json.dumps(r["target"]) for r in rows if "target" in r}
+    if targets:
+        t = rows[0].get("target") or json.loads(next(iter(targets)))
+        sign = "≤" if t["metric"].endswith("loss") else "≥"
+        table.add_column(f"epoch to {t['metric']} {sign} {t['value']}", justify="right")
+    for r in rows:
+        cells = [_fmt_field(r[f]) for f in fields]
+        counts = f"{r['finished']}/{r['diverged']}/{r['failed']}" + (f" (+{r['unfinished']})" if r["unfinished"] else "")
+        cells.append(counts)
+        for m in metrics:
+            cells.append(_pm(r.get(m), 100.0, 1) if m.endswith("acc") else _pm(r.get(m), 1.0, 3))
+        if targets:
+            s = r.get("target_epoch")
+            reached = f" ({s['n']}/{r['finished']})" if s and s["n"] else "never"
+            cells.append((_pm(s, 1.0, 1) + reached) if s and s["n"] else reached)
+        table.add_row(*cells)
+    return table
+
+
+def _fmt_field(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "–" if value is None else str(value)

@@ -1,0 +1,138 @@
+"""Running a study's runs: in this process, or in worker processes that each compute on one thread.
+
+Workers never touch the results store. They stream events (start, epoch, end) through a queue and
+the driver alone writes them, one commit per epoch; so an interrupted sweep keeps every finished
+epoch, and the same code can later drive remote executors.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue as queue_module
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from batchlab.spec import RunSpec
+from batchlab.store import DONE, ResultsStore
+
+Event = tuple[Any, ...]
+
+
+class Reporter(Protocol):
+    def started(self, run: RunSpec) -> None: ...
+    def epoch(self, run_id: str, epoch: int, metrics: dict[str, float]) -> None: ...
+    def ended(self, run_id: str, status: str, error: str | None) -> None: ...
+
+
+def default_jobs() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def run_task(run: RunSpec, emit: Callable[[Event], None]) -> None:
+    """Train one run, reporting through ``emit``; an exception becomes a 'failed' end, never a crash."""
+    from batchlab.engine import train_run
+
+    emit(("start", run.run_id))
+    try:
+        result = train_run(run.config, lambda epoch, metrics: emit(("epoch", run.run_id, epoch, metrics)))
+        emit(("end", run.run_id, result.status, result.stop_reason, result.summary, None))
+    except Exception as e:  # noqa: BLE001 - recorded in the store; the sweep goes on
+        message = f"{type(e).__name__}: {e}"
+        emit(("end", run.run_id, "failed", "error", {}, message + "\n" + traceback.format_exc()))
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+_EVENTS: Any = None
+
+
+def _worker_init(events: Any, plugins: list[str]) -> None:
+    import importlib
+
+    import torch
+
+    global _EVENTS
+    _EVENTS = events
+    torch.set_num_threads(1)
+    for module in plugins:
+        importlib.import_module(module)
+
+
+def _worker_main(run: RunSpec) -> None:
+    run_task(run, _EVENTS.put)
+
+
+def _cost(run: RunSpec) -> float:
+    """Rough relative run time, to start the longest runs first and keep workers busy to the end."""
+    train = run.config["train"]
+    return train["epochs"] * (1.0 + 100.0 / train["batch_size"])
+
+
+def execute(runs: list[RunSpec], store: ResultsStore, jobs: int, reporter: Reporter) -> None:
+    """Run every run not yet finished or diverged (so re-running a directory resumes it)."""
+    todo = sorted((r for r in runs if store.status(r.run_id) not in DONE), key=_cost, reverse=True)
+    by_id = {r.run_id: r for r in todo}
+
+    def handle(event: Event) -> None:
+        kind, run_id = event[0], event[1]
+        if kind == "start":
+            store.start_run(run_id)
+            reporter.started(by_id[run_id])
+        elif kind == "epoch":
+            store.add_epoch(run_id, event[2], event[3])
+            reporter.epoch(run_id, event[2], event[3])
+        else:
+            _, _, status, stop_reason, summary, error = event
+            store.finish_run(run_id, status, stop_reason, summary, error)
+            reporter.ended(run_id, status, error)
+
+    if not todo:
+        return
+    if jobs <= 1 or len(todo) == 1:
+        with single_thread():
+            for run in todo:
+                run_task(run, handle)
+        return
+    _execute_in_pool(todo, min(jobs, len(todo)), handle)
+
+
+def _execute_in_pool(todo: list[RunSpec], workers: int, handle: Callable[[Event], None]) -> None:
+    context = mp.get_context("spawn")  # a fresh interpreter: no forked torch thread pools
+    events = context.Queue()
+    plugins = sorted({p for r in todo for p in r.config.get("plugins", [])})
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(events, plugins))
+    try:
+        futures: dict[Future[None], RunSpec] = {pool.submit(_worker_main, run): run for run in todo}
+        ended: set[str] = set()
+        while len(ended) < len(todo):
+            try:
+                event = events.get(timeout=0.2)
+            except queue_module.Empty:
+                for future, run in futures.items():  # a worker that died cannot send its own end
+                    if future.done() and future.exception() and run.run_id not in ended:
+                        handle(("end", run.run_id, "failed", "error", {}, f"worker died: {future.exception()!r}"))
+                        ended.add(run.run_id)
+                continue
+            handle(event)
+            if event[0] == "end":
+                ended.add(event[1])
+        pool.shutdown()
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        raise
