@@ -37,7 +37,7 @@ def _image_shape(input_shape: tuple[int, ...], model: str) -> tuple[int, int, in
 
 def _flat_size(features: nn.Module, input_shape: tuple[int, ...]) -> int:
     with torch.no_grad():
-        return int(features(torch.zeros(1, *input_shape)).numel())
+        return int(features(torch.zeros(2, *input_shape))[0].numel())  # 2: batch norm needs > 1 value
 
 
 def _dense_head(in_features: int, hidden: list[int], num_outputs: int, norm: Norm, dropout: float = 0.0

@@ -37,9 +37,11 @@ from batchlab.registry import lookup
 Metric = Literal["train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"]
 
 
-def _component(kind: str) -> Any:
-    """A field naming a registered component: ``"sgd"`` or ``{name = "sgd", momentum = 0.5}``."""
-    return Annotated[dict[str, Any], BeforeValidator(lambda value: lookup(kind).resolve(value))]
+def _component(kind: str, default: str) -> Any:
+    """A field naming a registered component: ``"sgd"`` or ``{name = "sgd", momentum = 0.5}``;
+    a table without ``name`` means the default component."""
+    check = BeforeValidator(lambda value: lookup(kind).resolve(value, default_name=default))
+    return Annotated[dict[str, Any], check, Field(default, validate_default=True)]
 
 
 class _Section(BaseModel):
@@ -51,6 +53,11 @@ class _Parameterised(BaseModel):
 
     model_config = ConfigDict(extra="allow", protected_namespaces=())
     _kind: ClassVar[str] = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_alone(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check_params(self) -> _Parameterised:
@@ -90,9 +97,9 @@ class TrainSpec(_Section):
     batch_size: PositiveInt = 20
     lr: PositiveFloat = 0.01
     epochs: PositiveInt = 80
-    optimizer: _component("optimizer") = Field("sgd", validate_default=True)
-    schedule: _component("schedule") = Field("constant", validate_default=True)
-    loss: _component("loss") = Field("cross-entropy", validate_default=True)
+    optimizer: _component("optimizer", "sgd")
+    schedule: _component("schedule", "constant")
+    loss: _component("loss", "cross-entropy")
     drop_last: bool = False
     eval_batch_size: PositiveInt = 500
     early_stop: EarlyStop | None = None
@@ -296,7 +303,8 @@ def plan_study(doc: dict[str, Any], *, quick: bool = False, sets: list[tuple[str
             _set_dotted(run_doc, key, value)
         where = "sweep " + ", ".join(f"{k}={v!r}" for k, v in overrides.items()) if overrides else ""
         resolved = validate_study(run_doc, where)
-        config = resolved.model_dump(include={"plugins", "data", "model", "train"})
+        # JSON-normal (tuples become lists): the configuration that runs is exactly the one stored
+        config = json.loads(json.dumps(resolved.model_dump(include={"plugins", "data", "model", "train"})))
         config_id = config_id_of(config)
         if config_id in seen:
             continue

@@ -1,0 +1,84 @@
+"""The command line end to end, in a subprocess as a user runs it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def batchlab(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "batchlab", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def test_run_ls_export_end_to_end(tiny_spec, tmp_path):
+    out = tmp_path / "out"
+    done = batchlab("run", str(tiny_spec), "--out", str(out), "--jobs", "2", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "[4/4]" in done.stderr  # one log line per finished run
+    assert "train.batch_size" in done.stdout and "test acc %" in done.stdout
+
+    listed = batchlab("ls", str(out), "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [r["train.batch_size"] for r in rows] == [16, 200]
+    for row in rows:
+        assert (row["finished"], row["diverged"], row["failed"]) == (2, 0, 0)
+        for metric in ("train_loss", "train_acc", "test_loss", "test_acc"):
+            assert set(row[metric]) == {"mean", "std", "n"} and row[metric]["n"] == 2
+            assert 0 <= row[metric]["mean"] and row[metric]["std"] >= 0
+    assert rows[0]["test_acc"]["mean"] > 0.6  # batch 16 learns the blobs in 4 epochs
+
+    table = batchlab("ls", str(out))
+    assert table.returncode == 0 and "± " in table.stdout
+
+    again = batchlab("run", str(tiny_spec), "--out", str(out), "--resume", "--quiet")
+    assert again.returncode == 0 and "finished after" not in again.stderr  # nothing left to do
+
+    exported = batchlab("export", str(out), "--csv", "--to", str(tmp_path / "csv"))
+    assert exported.returncode == 0, exported.stderr
+    with open(tmp_path / "csv" / "epochs.csv") as f:
+        epochs = list(csv.DictReader(f))
+    assert len(epochs) == 20 and "test_acc" in epochs[0]
+    with open(tmp_path / "csv" / "runs.csv") as f:
+        assert len(list(csv.DictReader(f))) == 4
+
+
+def test_default_out_is_runs_slash_name(tiny_spec, tmp_path):
+    done = batchlab("run", str(tiny_spec), "--jobs", "1", "--quiet", "--set", "sweep.trials=1",
+                    "--set", "train.epochs=1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "runs" / "tiny" / "results.db").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "nonexistent-recipe"], "neither a spec file nor a recipe"),
+    (["run", "{spec}", "--set", "train.batch_size=0"], "train.batch_size: Input should be greater than 0"),
+    (["run", "{spec}", "--set", "train.optimiser=sgd"], "unknown field 'optimiser' in [train]"),
+    (["run", "{spec}", "--set", "model.name=vgg-small"], "model 'vgg-small' does not fit data 'blobs'"),
+    (["run", "{spec}", "--set", "train.early_stop.patience=3"], "'val_loss' is not measured"),
+    (["run", "{spec}", "--jobs", "0"], "--jobs must be at least 1"),
+    (["run", "{spec}", "--resume", "--out", "{tmp}/nothing"], "nothing to resume"),
+    (["ls", "{tmp}/nothing"], "no results in"),
+])
+def test_bad_input_is_one_line_and_exit_2(tiny_spec, tmp_path, args, message):
+    args = [a.format(spec=tiny_spec, tmp=tmp_path) for a in args]
+    done = batchlab(*args)
+    assert done.returncode == 2
+    assert done.stderr.startswith("batchlab: error: ") and message in done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_recipes_and_fast_help():
+    listed = batchlab("recipes")
+    assert listed.returncode == 0 and listed.stdout.startswith("mnist-pairs") and "Seed 000" in listed.stdout
+    probe = ("import sys\nfrom batchlab.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+             "print('torch' in sys.modules, 'pydantic' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stdout.strip().splitlines()[-1] == "False False"
+    assert batchlab("--help").returncode == 0
+    assert batchlab("frobnicate").returncode == 2
