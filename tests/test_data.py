@@ -95,7 +95,7 @@ def test_make_pairs_labels_and_downsampling():
 
 
 def test_mnist_pairs_from_idx_uses_train_images_for_train_pairs(tmp_path):
-    arrays = fake_mnist_dir(tmp_path / "m", n_train=200, n_test=100)
+    fake_mnist_dir(tmp_path / "m", n_train=200, n_test=100)
     data = load_data(resolved(name="mnist-pairs", source="idx", path=str(tmp_path / "m"), n_train=80, n_test=30,
                               normalize="none"))
     assert data.input_shape == (2, 14, 14) and data.num_classes == 2

@@ -19,7 +19,7 @@ _LAZY = {
     "losses": ("batchlab.losses", "losses"),
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", "load", "Registry", "datasets", "models", "optimizers", "schedules", "losses"]
 
 
 def __getattr__(name: str) -> Any:

@@ -64,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from batchlab.preflight import preflight
     from batchlab.progress import BarReporter, LogReporter
     from batchlab.store import ResultsStore, load
-    from batchlab.summary import render_table, summarize
+    from batchlab.summary import summarize
     from batchlab.sweep import default_jobs, execute
 
     preflight(plan.runs)

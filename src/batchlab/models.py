@@ -40,7 +40,7 @@ def _flat_size(features: nn.Module, input_shape: tuple[int, ...]) -> int:
         return int(features(torch.zeros(2, *input_shape))[0].numel())  # 2: batch norm needs > 1 value
 
 
-def _dense_head(in_features: int, hidden: list[int], num_outputs: int, norm: Norm, dropout: float = 0.0
+def _dense_head(in_features: int, hidden: tuple[int, ...] | list[int], num_outputs: int, norm: Norm, dropout: float = 0.0
                 ) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Flatten()]
     for width in hidden:
@@ -54,7 +54,7 @@ def _dense_head(in_features: int, hidden: list[int], num_outputs: int, norm: Nor
 
 @models.register("pair-cnn")
 def pair_cnn(input_shape: tuple[int, ...], num_outputs: int, *, channels: tuple[int, int] = (16, 20),
-             hidden: list[int] = [128, 64], norm: Norm = "none") -> nn.Module:
+             hidden: tuple[int, ...] = (128, 64), norm: Norm = "none") -> nn.Module:
     """Seed 000's network: conv 16 → ReLU → 2×2 max-pool → conv 20 → ReLU → three linear layers."""
     c, _, _ = _image_shape(input_shape, "pair-cnn")
     features = nn.Sequential(
@@ -65,15 +65,15 @@ def pair_cnn(input_shape: tuple[int, ...], num_outputs: int, *, channels: tuple[
 
 
 @models.register("mlp")
-def mlp(input_shape: tuple[int, ...], num_outputs: int, *, hidden: list[int] = [256, 128], norm: Norm = "none",
+def mlp(input_shape: tuple[int, ...], num_outputs: int, *, hidden: tuple[int, ...] = (256, 128), norm: Norm = "none",
         dropout: float = 0.0) -> nn.Module:
     """A multi-layer perceptron on the flattened input."""
     return _dense_head(math.prod(input_shape), hidden, num_outputs, norm, dropout)
 
 
 @models.register("vgg-small")
-def vgg_small(input_shape: tuple[int, ...], num_outputs: int, *, channels: list[int] = [32, 64, 128],
-              hidden: list[int] = [256, 64], norm: Norm = "none") -> nn.Module:
+def vgg_small(input_shape: tuple[int, ...], num_outputs: int, *, channels: tuple[int, ...] = (32, 64, 128),
+              hidden: tuple[int, ...] = (256, 64), norm: Norm = "none") -> nn.Module:
     """Seed 002's model: (conv 3×3 → ReLU → max-pool) blocks, two dense layers, then the output."""
     c, _, _ = _image_shape(input_shape, "vgg-small")
     layers: list[nn.Module] = []
@@ -121,7 +121,7 @@ class BasicBlock(nn.Module):
 
 
 @models.register("resnet-small")
-def resnet_small(input_shape: tuple[int, ...], num_outputs: int, *, widths: list[int] = [16, 32, 64],
+def resnet_small(input_shape: tuple[int, ...], num_outputs: int, *, widths: tuple[int, ...] = (16, 32, 64),
                  blocks: int = 2, norm: Norm = "batch") -> nn.Module:
     """A CIFAR-style ResNet: a 3×3 stem, stages of basic blocks (stride 2 between), global pooling."""
     c, _, _ = _image_shape(input_shape, "resnet-small")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
 
 from batchlab.spec import RunSpec
 
@@ -18,7 +17,7 @@ class LogReporter:
     def __enter__(self) -> LogReporter:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         pass
 
     def started(self, run: RunSpec) -> None:
@@ -50,7 +49,7 @@ class BarReporter(LogReporter):
         self.progress.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
     def started(self, run: RunSpec) -> None:

@@ -24,7 +24,7 @@ def stats(values: Any) -> dict[str, float | int | None]:
                    dtype=float)
     if len(v) == 0:
         return {"mean": None, "std": None, "n": 0}
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None, "n": int(len(v))}
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None, "n": len(v)}
 
 
 def varying_fields(runs: Any) -> list[str]:

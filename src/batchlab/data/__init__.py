@@ -123,4 +123,4 @@ def _load_cached(spec_json: str) -> DataSplits:
 
 
 # Register the built-in datasets.
-from batchlab.data import files, mnist, toy  # noqa: E402,F401
+from batchlab.data import files, mnist, toy  # noqa: F401

@@ -17,11 +17,11 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
     """Refuses every global but numpy's array rebuilders: a CIFAR batch is dicts, lists and arrays,
     so a file asking for anything else (e.g. ``os.system``) is rejected instead of executed."""
 
-    _ALLOWED = {
+    _ALLOWED = frozenset({
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
         ("numpy", "ndarray"), ("numpy", "dtype"),
-    }
+    })
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self._ALLOWED:
