@@ -7,6 +7,7 @@ model name serves any dataset whose inputs fit it. ``norm`` chooses none, batch 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -40,7 +41,7 @@ def _flat_size(features: nn.Module, input_shape: tuple[int, ...]) -> int:
         return int(features(torch.zeros(2, *input_shape))[0].numel())  # 2: batch norm needs > 1 value
 
 
-def _dense_head(in_features: int, hidden: tuple[int, ...] | list[int], num_outputs: int, norm: Norm, dropout: float = 0.0
+def _dense_head(in_features: int, hidden: Sequence[int], num_outputs: int, norm: Norm, dropout: float = 0.0
                 ) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Flatten()]
     for width in hidden:
