@@ -91,7 +91,8 @@ def render_table(rows: list[dict[str, Any]], title: str = "") -> Any:
         table.add_column(f"epoch to {t['metric']} {sign} {t['value']}", justify="right")
     for r in rows:
         cells = [_fmt_field(r[f]) for f in fields]
-        counts = f"{r['finished']}/{r['diverged']}/{r['failed']}" + (f" (+{r['unfinished']})" if r["unfinished"] else "")
+        counts = f"{r['finished']}/{r['diverged']}/{r['failed']}"
+        counts += f" (+{r['unfinished']})" if r["unfinished"] else ""
         cells.append(counts)
         for m in metrics:
             cells.append(_pm(r.get(m), 100.0, 1) if m.endswith("acc") else _pm(r.get(m), 1.0, 3))
