@@ -17,9 +17,11 @@ _LAZY = {
     "optimizers": ("batchlab.optim", "optimizers"),
     "schedules": ("batchlab.schedules", "schedules"),
     "losses": ("batchlab.losses", "losses"),
+    "batch_schedules": ("batchlab.batch_schedules", "batch_schedules"),
 }
 
-__all__ = ["__version__", "load", "Registry", "datasets", "models", "optimizers", "schedules", "losses"]
+__all__ = ["__version__", "load", "Registry", "datasets", "models", "optimizers", "schedules", "losses",
+           "batch_schedules"]
 
 
 def __getattr__(name: str) -> Any:

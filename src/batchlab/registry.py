@@ -91,6 +91,7 @@ _HOMES = {
     "optimizer": ("batchlab.optim", "optimizers"),
     "schedule": ("batchlab.schedules", "schedules"),
     "loss": ("batchlab.losses", "losses"),
+    "batch schedule": ("batchlab.batch_schedules", "batch_schedules"),
 }
 
 
