@@ -1,14 +1,16 @@
 """Models, written out in full (torchvision does not install beside our torch).
 
 Every builder takes the data's input shape and the number of outputs the loss wants, so the same
-model name serves any dataset whose inputs fit it. ``norm`` chooses none, batch or group normalization.
+model name serves any dataset whose inputs fit it. ``norm`` chooses none, batch, ghost or group
+normalization; ``ghost`` is batch norm over virtual batches of ``model.ghost_batch_size`` examples
+(Hoffer et al. 2017), a field every model shares and ``build_model`` applies.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -17,17 +19,46 @@ from batchlab.errors import SpecError
 from batchlab.registry import Registry
 
 models = Registry("model")
-Norm = Literal["none", "batch", "group"]
+Norm = Literal["none", "batch", "ghost", "group"]
 
 
 def make_norm(kind: Norm, channels: int, dims: int = 2) -> nn.Module:
     """A normalization layer over ``channels`` features (dims = 1 for dense layers, 2 for images)."""
     if kind == "none":
         return nn.Identity()
-    if kind == "batch":
-        return nn.BatchNorm1d(channels) if dims == 1 else nn.BatchNorm2d(channels)
+    if kind in ("batch", "ghost"):
+        norm = nn.BatchNorm1d(channels) if dims == 1 else nn.BatchNorm2d(channels)
+        return GhostBatchNorm(norm) if kind == "ghost" else norm
     groups = math.gcd(channels, 8)
     return nn.GroupNorm(groups, channels)
+
+
+class GhostBatchNorm(nn.Module):
+    """Batch norm whose training statistics come from virtual batches of ``ghost_batch_size`` examples.
+
+    Large batches then see the same normalization noise as small ones (Hoffer et al.); the running
+    averages are updated once per virtual batch. In eval mode it is the wrapped batch norm.
+    """
+
+    def __init__(self, norm: nn.Module, ghost_batch_size: int = 32) -> None:
+        super().__init__()
+        self.norm, self.ghost_batch_size = norm, ghost_batch_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or len(x) <= self.ghost_batch_size:
+            return self.norm(x)
+        return torch.cat([self.norm(chunk) for chunk in x.split(self.ghost_batch_size)])
+
+
+def build_model(spec: dict[str, Any], input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+    """Build a resolved [model] section; fields every model shares are applied here, not in each builder."""
+    spec = dict(spec)
+    ghost_batch_size = spec.pop("ghost_batch_size", 32)
+    model = models.build(spec, input_shape, num_outputs)
+    for module in model.modules():
+        if isinstance(module, GhostBatchNorm):
+            module.ghost_batch_size = ghost_batch_size
+    return model
 
 
 def _image_shape(input_shape: tuple[int, ...], model: str) -> tuple[int, int, int]:

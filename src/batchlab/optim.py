@@ -1,11 +1,17 @@
-"""Optimizers by name. Defaults reproduce seed 000 (SGD with momentum 0.9)."""
+"""Optimizers by name. Defaults reproduce seed 000 (SGD with momentum 0.9).
+
+SAM and ASAM are not here: they change how the gradient is formed, not the update, so they wrap
+any of these (``[train.sam]``, see ``updates.py``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 import torch
+from pydantic import PositiveFloat
 
+from batchlab.layerwise import LAMB, LARS, parameter_groups
 from batchlab.registry import Registry
 
 optimizers = Registry("optimizer")
@@ -32,3 +38,20 @@ def adamw(params: Params, lr: float, *, betas: tuple[float, float] = (0.9, 0.999
           weight_decay: float = 0.01) -> torch.optim.Optimizer:
     """Adam with decoupled weight decay."""
     return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=True)
+
+
+@optimizers.register("lars")
+def lars(params: Params, lr: float, *, momentum: float = 0.9, weight_decay: float = 0.0,
+         trust_coefficient: PositiveFloat = 0.001, adapt_all: bool = False) -> torch.optim.Optimizer:
+    """LARS (You et al. 2017): momentum SGD with a layer-wise trust ratio η·‖w‖/(‖g‖ + λ‖w‖)."""
+    return LARS(parameter_groups(params, weight_decay, adapt_all), lr=lr, momentum=momentum,
+                trust_coefficient=trust_coefficient)
+
+
+@optimizers.register("lamb")
+def lamb(params: Params, lr: float, *, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
+         weight_decay: float = 0.0, trust_coefficient: PositiveFloat = 1.0, adapt_all: bool = False
+         ) -> torch.optim.Optimizer:
+    """LAMB (You et al. 2019): Adam's direction with a layer-wise trust ratio c·‖w‖/‖r‖."""
+    return LAMB(parameter_groups(params, weight_decay, adapt_all), lr=lr, betas=betas, eps=eps,
+                trust_coefficient=trust_coefficient)

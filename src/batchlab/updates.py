@@ -1,0 +1,134 @@
+"""Update rules: how one batch becomes one parameter update.
+
+The plain rule is forward, backward, step. The others change only how the gradient is formed, then
+hand it to the optimizer, so each composes with every optimizer:
+
+- gradient accumulation: the batch runs as micro-batches whose gradients add up to the batch's
+  (each micro-batch loss is weighted by its share of the batch, so uneven splits are exact too);
+- SAM (Foret et al.) and ASAM (Kwon et al.): the gradient is taken at the worst point of a ball of
+  radius rho around the weights, ``ε = rho · T²g / ‖Tg‖`` with T = 1 (SAM) or T = |w| + eta (ASAM);
+  with ``m`` set, every chunk of m examples gets its own ε (m-sharpness). The second pass must not
+  move batch-norm running statistics: they are frozen while it runs;
+- gradient clipping by global norm, applied to whatever gradient the rule produced.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from batchlab.losses import Loss
+
+Step = Callable[[torch.Tensor, torch.Tensor], None]
+
+
+class BatchlabWarning(UserWarning):
+    """A set-up that runs but may not mean what its author thinks (the CLI reports each once per study)."""
+
+
+def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@contextmanager
+def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
+    """Batch norm still normalizes with the batch's statistics, but its running averages stay put."""
+    norms = [m for m in batch_norms(model) if m.track_running_stats]
+    for m in norms:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.track_running_stats = True
+
+
+def accumulation_warning(model: nn.Module, train: dict[str, Any]) -> str | None:
+    """Accumulated micro-batches see batch norm over the micro-batch, not the batch: say so."""
+    if train["accumulate"] <= 1 or not batch_norms(model):
+        return None
+    return (f"train.accumulate = {train['accumulate']} with batch norm: its statistics come from each "
+            "micro-batch (batch_size / accumulate examples), not from the whole batch; for a model that behaves "
+            "the same use model.norm = 'group' or 'none', or model.norm = 'ghost' to choose that batch on purpose")
+
+
+def _add_gradient(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tensor, piece: int, weight: float
+                  ) -> None:
+    """Add ``weight`` × the gradient of the mean loss over (x, y) to ``.grad``, in pieces of ``piece``."""
+    n = len(y)
+    for start in range(0, n, piece):
+        xb, yb = x[start : start + piece], y[start : start + piece]
+        (loss(model(xb), yb) * (weight * len(yb) / n)).backward()
+
+
+def _grads(params: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+
+
+def _perturbation(params: list[torch.Tensor], grads: list[torch.Tensor], rho: float, adaptive: bool, eta: float
+                  ) -> list[torch.Tensor]:
+    """ε = rho · T²g / ‖Tg‖, the steepest ascent step of length rho in the (scaled) ball."""
+    if adaptive:
+        scales = [p.detach().abs() + eta for p in params]
+        scaled = [s * g for s, g in zip(scales, grads, strict=True)]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(v) for v in scaled]))
+        return [s * v * (rho / (norm + 1e-12)) for s, v in zip(scales, scaled, strict=True)]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    return [g * (rho / (norm + 1e-12)) for g in grads]
+
+
+def make_step(model: nn.Module, loss: Loss, optimizer: torch.optim.Optimizer, train: dict[str, Any]) -> Step:
+    """The update rule a resolved ``[train]`` section asks for, as ``step(x_batch, y_batch)``."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    clip = train["clip_grad_norm"]
+    accumulate, sam = train["accumulate"], train["sam"]
+
+    def finish() -> None:
+        if clip is not None:
+            nn.utils.clip_grad_norm_(params, clip, foreach=True)
+        optimizer.step()
+
+    def plain(x: torch.Tensor, y: torch.Tensor) -> None:
+        batch_loss = loss(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        batch_loss.backward()
+        finish()
+
+    def accumulated(x: torch.Tensor, y: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        _add_gradient(model, loss, x, y, -(-len(y) // accumulate), 1.0)
+        finish()
+
+    def sharpness_aware(x: torch.Tensor, y: torch.Tensor) -> None:
+        n, group = len(y), sam["m"] or len(y)
+        piece = -(-len(y) // accumulate)
+        total = [torch.zeros_like(p) for p in params]
+        for start in range(0, n, group):
+            xg, yg = x[start : start + group], y[start : start + group]
+            optimizer.zero_grad(set_to_none=True)
+            _add_gradient(model, loss, xg, yg, piece, 1.0)
+            eps = _perturbation(params, _grads(params), sam["rho"], sam["adaptive"], sam["eta"])
+            with torch.no_grad():
+                for p, e in zip(params, eps, strict=True):
+                    p.add_(e)
+            optimizer.zero_grad(set_to_none=True)
+            with frozen_bn_stats(model):
+                _add_gradient(model, loss, xg, yg, piece, 1.0)
+            with torch.no_grad():
+                for p, e, t, g in zip(params, eps, total, _grads(params), strict=True):
+                    p.sub_(e)
+                    t.add_(g, alpha=len(yg) / n)
+        for p, g in zip(params, total, strict=True):
+            p.grad = g
+        finish()
+
+    if (message := accumulation_warning(model, train)) is not None:
+        warnings.warn(message, BatchlabWarning, stacklevel=2)
+    if sam is not None:
+        return sharpness_aware
+    return accumulated if accumulate > 1 else plain
