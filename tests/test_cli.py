@@ -61,6 +61,8 @@ def test_default_out_is_runs_slash_name(tiny_spec, tmp_path):
     (["run", "{spec}", "--set", "train.optimiser=sgd"], "unknown field 'optimiser' in [train]"),
     (["run", "{spec}", "--set", "model.name=vgg-small"], "model 'vgg-small' does not fit data 'blobs'"),
     (["run", "{spec}", "--set", "train.early_stop.patience=3"], "'val_loss' is not measured"),
+    (["run", "{spec}", "--set", "train.schedule=plateau"], "train.schedule.metric: 'val_loss' is not measured"),
+    (["run", "{spec}", "--set", "train.lr_scaling=sqrt"], "lr_scaling = 'sqrt' needs train.base_batch_size"),
     (["run", "{spec}", "--jobs", "0"], "--jobs must be at least 1"),
     (["run", "{spec}", "--resume", "--out", "{tmp}/nothing"], "nothing to resume"),
     (["ls", "{tmp}/nothing"], "no results in"),
@@ -73,9 +75,20 @@ def test_bad_input_is_one_line_and_exit_2(tiny_spec, tmp_path, args, message):
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
 
 
+def test_accumulation_with_batch_norm_warns_once_per_study(tiny_spec, tmp_path):
+    done = batchlab("run", str(tiny_spec), "--out", str(tmp_path / "out"), "--jobs", "2", "--quiet",
+                    "--set", "model.norm=batch", "--set", "train.accumulate=2", "--set", "train.epochs=1")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("warning: train.accumulate = 2 with batch norm") == 1
+    assert "BatchlabWarning" not in done.stderr  # the workers stay quiet
+
+
 def test_recipes_and_fast_help():
     listed = batchlab("recipes")
-    assert listed.returncode == 0 and listed.stdout.startswith("mnist-pairs") and "Seed 000" in listed.stdout
+    assert listed.returncode == 0
+    lines = listed.stdout.splitlines()
+    assert any(line.startswith("mnist-pairs") and "Seed 000" in line for line in lines)
+    assert any(line.startswith("large-batch-remedies") and "SAM" in line for line in lines)
     probe = ("import sys\nfrom batchlab.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
              "print('torch' in sys.modules, 'pydantic' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)

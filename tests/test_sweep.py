@@ -133,3 +133,16 @@ def test_load_and_summary_statistics(tiny_spec, tmp_path):
         assert "data.name" not in row  # only what varies identifies a configuration
 
 
+
+
+def test_varying_fields_leave_out_columns_that_only_repeat_whether_a_section_is_set():
+    import pandas as pd
+
+    from batchlab.summary import varying_fields
+
+    nan = float("nan")
+    runs = pd.DataFrame({"config_id": ["a", "b", "c"], "train.sam.rho": [nan, 0.05, 0.1],
+                         "train.sam.eta": [nan, 0.01, 0.01], "train.lr": [0.1, 0.1, 0.2], "train.epochs": [5, 5, 5]})
+    assert varying_fields(runs) == ["train.sam.rho", "train.lr"]
+    runs["train.sam.eta"] = [nan, 0.01, 0.02]
+    assert varying_fields(runs) == ["train.sam.rho", "train.sam.eta", "train.lr"]

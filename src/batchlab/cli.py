@@ -67,7 +67,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from batchlab.summary import summarize
     from batchlab.sweep import default_jobs, execute
 
-    preflight(plan.runs)
+    for warning in preflight(plan.runs):
+        print(f"warning: {warning}", file=sys.stderr)
     store = ResultsStore(out)
     try:
         store.set_meta("study", plan.study.model_dump(exclude={"quick"}))

@@ -25,6 +25,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
     ValidationError,
@@ -79,6 +80,7 @@ class DataSpec(_Parameterised):
 class ModelSpec(_Parameterised):
     _kind: ClassVar[str] = "model"
     name: str = "pair-cnn"
+    ghost_batch_size: PositiveInt = Field(32, description="virtual batch of norm = 'ghost' (Hoffer et al.)")
 
 
 class EarlyStop(_Section):
@@ -93,6 +95,15 @@ class Target(_Section):
     stop: bool = False
 
 
+class Sam(_Section):
+    """Sharpness-aware minimization around any optimizer (Foret et al.; adaptive = ASAM, Kwon et al.)."""
+
+    rho: NonNegativeFloat = 0.05
+    adaptive: bool = False
+    eta: NonNegativeFloat = Field(0.01, description="ASAM's offset in T = |w| + eta")
+    m: PositiveInt | None = Field(None, description="m-sharpness: examples per perturbation (default: the batch)")
+
+
 class TrainSpec(_Section):
     batch_size: PositiveInt = 20
     lr: PositiveFloat = 0.01
@@ -100,17 +111,37 @@ class TrainSpec(_Section):
     optimizer: _component("optimizer", "sgd")
     schedule: _component("schedule", "constant")
     loss: _component("loss", "cross-entropy")
+    lr_update: Literal["epoch", "step"] = Field("epoch", description="when the schedule is evaluated")
+    lr_scaling: Literal["none", "linear", "sqrt"] = "none"
+    base_batch_size: PositiveInt | None = Field(None, description="batch size that train.lr is meant for")
+    warmup_epochs: NonNegativeFloat = 0.0
+    warmup_start: float | None = Field(None, ge=0, le=1, description="first warm-up rate as a share of the "
+                                       "full rate; default unscaled/scaled, or 0 without scaling")
+    batch_schedule: _component("batch schedule", "constant")
+    regime: Literal["same-epochs", "same-updates"] = "same-epochs"
+    accumulate: PositiveInt = Field(1, description="micro-batches per batch (gradient accumulation)")
+    sam: Sam | None = None
+    clip_grad_norm: PositiveFloat | None = None
     drop_last: bool = False
     eval_batch_size: PositiveInt = 500
     early_stop: EarlyStop | None = None
     target: Target | None = None
 
     @model_validator(mode="after")
-    def _schedule_builds(self) -> TrainSpec:
+    def _timetable_builds(self) -> TrainSpec:
+        """Build the schedules now, so a bad combination is a spec error rather than a failed run."""
+        from batchlab.timetable import Timetable
+
+        if (self.lr_scaling != "none" or self.regime == "same-updates") and self.base_batch_size is None:
+            field = "lr_scaling" if self.lr_scaling != "none" else "regime"
+            raise ValueError(f"train.{field} = {getattr(self, field)!r} needs train.base_batch_size")
+        if self.accumulate > self.batch_size:
+            raise ValueError(f"train.accumulate = {self.accumulate} is more micro-batches than the batch has "
+                             f"examples ({self.batch_size})")
         try:
-            lookup("schedule").build(self.schedule)
+            Timetable(self.model_dump(), n_train=0)
         except ValueError as e:
-            raise ValueError(f"schedule: {e}") from None
+            raise ValueError(str(e)) from None
         return self
 
 

@@ -27,11 +27,29 @@ def stats(values: Any) -> dict[str, float | int | None]:
     return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None, "n": len(v)}
 
 
+def _is_set(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
 def varying_fields(runs: Any) -> list[str]:
-    """Config columns (dotted names) whose value differs between configurations."""
+    """Config columns (dotted names) whose value differs between configurations.
+
+    A field of an optional section (``train.sam.eta``) that only says *whether* the section is set,
+    exactly like an earlier column does (``train.sam.rho``), is left out: it would repeat that column.
+    """
     config_cols = [c for c in runs.columns if "." in c]
     firsts = runs.groupby("config_id", sort=False).first()
-    return [c for c in config_cols if firsts[c].map(lambda v: json.dumps(v, default=str)).nunique() > 1]
+    kept, patterns = [], set()
+    for column in config_cols:
+        values = firsts[column].map(lambda v: json.dumps(v, default=str) if _is_set(v) else None)
+        if values.nunique(dropna=False) <= 1:
+            continue
+        pattern = tuple(values.notna())
+        if values.nunique() == 1 and pattern in patterns:
+            continue
+        kept.append(column)
+        patterns.add(pattern)
+    return kept
 
 
 def summarize(results: Results, config_ids: list[str] | None = None) -> list[dict[str, Any]]:
@@ -62,7 +80,9 @@ def summarize(results: Results, config_ids: list[str] | None = None) -> list[dic
 
 
 def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
+    """A JSON-ready value: numpy scalars become Python ones, and a field a run does not have is None."""
+    value = value.item() if hasattr(value, "item") else value
+    return value if _is_set(value) else None
 
 
 def _pm(s: dict[str, Any] | None, scale: float = 1.0, digits: int = 1) -> str:

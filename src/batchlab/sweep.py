@@ -11,6 +11,7 @@ import multiprocessing as mp
 import os
 import queue as queue_module
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -35,10 +36,13 @@ def default_jobs() -> int:
 def run_task(run: RunSpec, emit: Callable[[Event], None]) -> None:
     """Train one run, reporting through ``emit``; an exception becomes a 'failed' end, never a crash."""
     from batchlab.engine import train_run
+    from batchlab.updates import BatchlabWarning
 
     emit(("start", run.run_id))
     try:
-        result = train_run(run.config, lambda epoch, metrics: emit(("epoch", run.run_id, epoch, metrics)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BatchlabWarning)  # preflight reported them once for the study
+            result = train_run(run.config, lambda epoch, metrics: emit(("epoch", run.run_id, epoch, metrics)))
         emit(("end", run.run_id, result.status, result.stop_reason, result.summary, None))
     except Exception as e:  # noqa: BLE001 - recorded in the store; the sweep goes on
         message = f"{type(e).__name__}: {e}"
@@ -79,7 +83,10 @@ def _worker_main(run: RunSpec) -> None:
 def _cost(run: RunSpec) -> float:
     """Rough relative run time, to start the longest runs first and keep workers busy to the end."""
     train = run.config["train"]
-    return train["epochs"] * (1.0 + 100.0 / train["batch_size"])
+    epochs = train["epochs"]
+    if train["regime"] == "same-updates":
+        epochs *= max(1.0, train["batch_size"] / train["base_batch_size"])
+    return epochs * (1.0 + 100.0 / train["batch_size"]) * (2.0 if train["sam"] else 1.0)
 
 
 def execute(runs: list[RunSpec], store: ResultsStore, jobs: int, reporter: Reporter) -> None:
