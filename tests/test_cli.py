@@ -37,7 +37,7 @@ def test_run_ls_export_end_to_end(tiny_spec, tmp_path):
     assert table.returncode == 0 and "± " in table.stdout
 
     again = batchlab("run", str(tiny_spec), "--out", str(out), "--resume", "--quiet")
-    assert again.returncode == 0 and "finished after" not in again.stderr  # nothing left to do
+    assert again.returncode == 0 and "into the study" not in again.stderr  # nothing left to do
 
     exported = batchlab("export", str(out), "--csv", "--to", str(tmp_path / "csv"))
     assert exported.returncode == 0, exported.stderr

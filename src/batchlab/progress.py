@@ -29,7 +29,7 @@ class LogReporter:
     def ended(self, run_id: str, status: str, error: str | None) -> None:
         self.done += 1
         detail = f" ({error.splitlines()[0]})" if error else ""
-        print(f"[{self.done}/{self.total}] {run_id} {status}{detail} after {time.time() - self.start:.0f}s",
+        print(f"[{self.done}/{self.total}] {run_id} {status}{detail} ({time.time() - self.start:.0f} s into the study)",
               file=sys.stderr, flush=True)
 
 

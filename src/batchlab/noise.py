@@ -1,0 +1,121 @@
+"""Gradient statistics: batch-gradient norms, gradient diversity, and the gradient noise scale.
+
+The noise scale (McCandlish et al. 2018, "An empirical model of large-batch training") is
+B_simple = tr(Σ)/‖G‖², where G is the full-data gradient and Σ the per-example gradient covariance;
+it predicts the critical batch size beyond which larger batches stop buying fewer steps. With the
+squared norms of batch gradients at two sizes b < B (E‖G_b‖² = ‖G‖² + tr(Σ)/b), the unbiased
+estimates are
+
+    ‖G‖² ≈ (B·‖G_B‖² − b·‖G_b‖²) / (B − b),      tr(Σ) ≈ (‖G_b‖² − ‖G_B‖²) / (1/b − 1/B).
+
+Every gradient here is taken with batch-norm running statistics frozen and the random state
+restored, so measuring never changes the training it measures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from batchlab.losses import Loss
+from batchlab.updates import frozen_bn_stats
+
+
+@contextmanager
+def side_effect_free(model: nn.Module) -> Iterator[None]:
+    """Train-mode forward passes that leave BN statistics and the global random state as they were."""
+    state = torch.get_rng_state()
+    try:
+        with frozen_bn_stats(model):
+            yield
+    finally:
+        torch.set_rng_state(state)
+
+
+def batch_gradient(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The gradient of the mean loss over (x, y), flattened; ``.grad`` is not touched."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    with side_effect_free(model):
+        grads = torch.autograd.grad(loss(model(x), y), params, allow_unused=True)
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                      for g, p in zip(grads, params, strict=True)])
+
+
+def per_example_gradients(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """One flattened gradient per example (rows), with torch.func; the model runs in eval mode,
+    since batch norm has no per-example meaning in training mode."""
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    buffers = {k: v.detach() for k, v in model.named_buffers()}
+
+    def example_loss(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        return loss(functional_call(model, (p, buffers), (xi.unsqueeze(0),)), yi.unsqueeze(0))
+
+    was_training = model.training
+    model.eval()
+    try:
+        grads = vmap(grad(example_loss), in_dims=(None, 0, 0))(params, x, y)
+    finally:
+        model.train(was_training)
+    return torch.cat([g.reshape(len(y), -1) for g in grads.values()], dim=1)
+
+
+def two_batch_estimates(small_sq: float, big_sq: float, b_small: float, b_big: float) -> tuple[float, float]:
+    """Unbiased (‖G‖², tr Σ) from mean squared gradient norms at batch sizes b_small < b_big."""
+    g2 = (b_big * big_sq - b_small * small_sq) / (b_big - b_small)
+    trace = (small_sq - big_sq) / (1 / b_small - 1 / b_big)
+    return g2, trace
+
+
+def half_batch_estimates(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(‖G‖², tr Σ) from one batch: its two halves are the small batches, their mean the big one."""
+    half = len(y) // 2
+    g1 = batch_gradient(model, loss, x[:half], y[:half])
+    g2 = batch_gradient(model, loss, x[half : 2 * half], y[half : 2 * half])
+    small_sq = float((g1.square().sum() + g2.square().sum()) / 2)
+    big_sq = float(((g1 + g2) / 2).square().sum())
+    return two_batch_estimates(small_sq, big_sq, half, 2 * half)
+
+
+def _batches(n: int, size: int, count: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """``count`` random batches of ``size`` distinct examples each."""
+    for _ in range(count):
+        yield torch.randperm(n, generator=generator)[:size]
+
+
+def gradient_norms(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tensor, batch_size: int, batches: int,
+                   seed: int = 0, diversity_batches: int = 0) -> dict[str, Any]:
+    """Norm of the batch gradient over ``batches`` random batches (mean, std), and the mean gradient
+    diversity ratio Σ‖g_i‖/‖Σ g_i‖ over ``diversity_batches`` of them (per-example gradients)."""
+    generator = torch.Generator().manual_seed(seed)
+    norms = np.array([float(batch_gradient(model, loss, x[idx], y[idx]).norm())
+                      for idx in _batches(len(y), batch_size, batches, generator)])
+    out: dict[str, Any] = {"batch_size": batch_size, "batches": batches, "grad_norm_mean": float(norms.mean()),
+                           "grad_norm_std": float(norms.std(ddof=1)) if batches > 1 else None,
+                           "grad_sq_mean": float((norms**2).mean())}
+    if diversity_batches:
+        ratios = []
+        for idx in _batches(len(y), batch_size, diversity_batches, generator):
+            per_example = per_example_gradients(model, loss, x[idx], y[idx])
+            ratios.append(float(per_example.norm(dim=1).sum() / per_example.sum(0).norm()))
+        out["diversity_mean"] = float(np.mean(ratios))
+        out["diversity_std"] = float(np.std(ratios, ddof=1)) if len(ratios) > 1 else None
+    return out
+
+
+def noise_scale(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tensor, b_small: int, b_big: int,
+                batches: int, seed: int = 0) -> dict[str, float]:
+    """B_simple from the mean squared gradient norms at two batch sizes over ``batches`` batches each."""
+    if not 1 <= b_small < b_big <= len(y):
+        raise ValueError(f"noise scale needs 1 <= small batch < big batch <= {len(y)} examples, "
+                         f"got {b_small} and {b_big}")
+    small = gradient_norms(model, loss, x, y, b_small, batches, seed)
+    big = gradient_norms(model, loss, x, y, b_big, batches, seed + 1)
+    g2, trace = two_batch_estimates(small["grad_sq_mean"], big["grad_sq_mean"], b_small, b_big)
+    return {"b_small": b_small, "b_big": b_big, "batches": batches, "grad_sq": g2, "trace": trace,
+            "b_simple": trace / g2 if g2 > 0 else float("inf")}
