@@ -8,6 +8,7 @@ batchlab runs through its CLI (worker processes, one thread each), start-up incl
 
     python benches/seed000.py               # the full main job (~10 minutes here)
     python benches/seed000.py --trials 2    # a shorter comparison
+    python benches/seed000.py --skip-baselines   # batchlab alone, without and with the default probes
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from batchlab.data import load_data
 from batchlab.models import models
+from batchlab.probes import DEFAULT_PROBES
 from batchlab.spec import plan_study, read_document
 
 CONFIGS = [  # (batch size, learning rate per epoch)
@@ -81,24 +83,38 @@ def time_plain(trials: int, epochs: int, use_dataloader: bool) -> float:
     return time.perf_counter() - start
 
 
-def time_batchlab(trials: int, epochs: int) -> float:
+def time_batchlab(trials: int, epochs: int, probes: list[str] = ()) -> tuple[float, float]:
+    """Wall time of the CLI, and the share of the runs' time their probes took (0 without probes)."""
+    import batchlab
+
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "batchlab", "run", "mnist-pairs", "--out", out, "--quiet",
-                        "--set", f"sweep.trials={trials}", "--set", f"train.epochs={epochs}"],
+                        "--set", f"sweep.trials={trials}", "--set", f"train.epochs={epochs}",
+                        *[arg for name in probes for arg in ("--set", f"probes.{name}=true")]],
                        check=True, capture_output=True)
-        return time.perf_counter() - start
+        wall = time.perf_counter() - start
+        epochs_table = batchlab.load(out).epochs
+        spent = epochs_table[["seconds", "eval_seconds"]].to_numpy().sum()
+        probed = epochs_table["probe_seconds"].sum() if "probe_seconds" in epochs_table else 0.0
+        return wall, probed / spent
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=80)
+    parser.add_argument("--skip-baselines", action="store_true", help="time batchlab only (with and without probes)")
     args = parser.parse_args()
     print(f"seed-000 main job: 5 configurations x {args.trials} trials x {args.epochs} epochs, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads by default", flush=True)
-    ours = time_batchlab(args.trials, args.epochs)
+    ours, _ = time_batchlab(args.trials, args.epochs)
     print(f"batchlab (CLI, all cores)      {ours:8.1f} s", flush=True)
+    probed, share = time_batchlab(args.trials, args.epochs, DEFAULT_PROBES)
+    print(f"batchlab + default probes      {probed:8.1f} s   +{100 * (probed / ours - 1):.1f}% wall time; "
+          f"probes took {100 * share:.1f}% of training + evaluation time ({', '.join(DEFAULT_PROBES)})", flush=True)
+    if args.skip_baselines:
+        return
     memory = time_plain(args.trials, args.epochs, use_dataloader=False)
     print(f"plain in-memory loop           {memory:8.1f} s   batchlab is {memory / ours:.2f}x faster", flush=True)
     loader = time_plain(args.trials, args.epochs, use_dataloader=True)

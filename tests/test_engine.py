@@ -85,6 +85,7 @@ def test_target_is_first_epoch_reaching_it_and_can_stop():
     first = next(h for h in history[1:] if h["test_acc"] >= 0.9)
     assert result.summary["target_epoch"] == first["epoch"]
     assert result.summary["target_step"] == first["step"]
+    assert result.summary["target_examples"] == first["examples"] == first["epoch"] * 160
     stopping = config(train={"epochs": 10, "target": {"metric": "test_acc", "value": 0.9, "stop": True}})
     result, history = run(stopping)
     assert result.stop_reason == "target" and history[-1]["epoch"] == first["epoch"]

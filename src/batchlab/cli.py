@@ -31,6 +31,33 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("recipes", help="list the built-in recipes")
 
+    def point(name: str, help_text: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("target", help="a spec .toml file or a recipe name; its first configuration is used")
+        cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a field (e.g. to pick the configuration), repeatable")
+        cmd.add_argument("--seed", type=int, default=0, help="the trial seed (initialization and batches)")
+        cmd.add_argument("--out", help="results directory to store the measurement in (default: runs/<name>)")
+        cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        return cmd
+
+    noise = point("noise-scale", "gradient noise scale and predicted critical batch size (McCandlish et al.)")
+    noise.add_argument("--after-epochs", type=int, nargs="+", default=[0, 1], metavar="N",
+                       help="measure at initialization (0) and after these training epochs (default: 0 1)")
+    noise.add_argument("--small", type=int, default=16, help="the small batch size of the estimator (default 16)")
+    noise.add_argument("--big", type=int, help="the big batch size (default: half the training set)")
+    noise.add_argument("--batches", type=int, default=200, help="random batches per size (default 200)")
+
+    grads = point("grad-stats", "norm of the mean batch gradient vs batch size, and gradient diversity")
+    grads.add_argument("--batch-sizes", default="1,10,100,1000", help="comma-separated (default 1,10,100,1000)")
+    grads.add_argument("--batches", type=int, default=1000, help="random batches per size (default 1000)")
+    grads.add_argument("--diversity-batches", type=int, default=20,
+                       help="batches per size for the diversity ratio, from per-example gradients (default 20)")
+    grads.add_argument("--after-epochs", type=int, default=0, help="train this many epochs first (default 0)")
+
+    memory = point("memory", "peak process memory of a training step, by batch size")
+    memory.add_argument("--batch-sizes", default="20,100,1000", help="comma-separated (default 20,100,1000)")
+
     export = sub.add_parser("export", help="write runs and per-epoch metrics as CSV files")
     export.add_argument("directory")
     export.add_argument("--csv", action="store_true", required=True, help="CSV format (runs.csv, epochs.csv)")
@@ -41,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "ls": cmd_ls, "recipes": cmd_recipes, "export": cmd_export}[args.command](args)
+        commands = {"run": cmd_run, "ls": cmd_ls, "recipes": cmd_recipes, "export": cmd_export,
+                    "noise-scale": cmd_measure, "grad-stats": cmd_measure, "memory": cmd_measure}
+        return commands[args.command](args)
     except SpecError as e:
         print(f"batchlab: error: {e}", file=sys.stderr)
         return 2
@@ -114,6 +143,73 @@ def cmd_recipes(args: argparse.Namespace) -> int:
         doc = tomllib.loads((resources.files("batchlab.recipes") / f"{name}.toml").read_text())
         print(f"{name:24s} {doc.get('description', '').strip().splitlines()[0] if doc.get('description') else ''}")
     return 0
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SpecError(f"--batch-sizes: expected comma-separated integers, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise SpecError(f"--batch-sizes: expected positive integers, got {text!r}")
+    return sizes
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    """noise-scale, grad-stats and memory: measure one configuration, print, store."""
+    from batchlab.spec import parse_override, plan_study, read_document
+
+    doc, _ = read_document(args.target)
+    plan = plan_study(doc, sets=[parse_override(s) for s in args.set])
+    run = plan.runs[0]
+    config = {**run.config, "seed": args.seed}
+    if getattr(args, "batches", 1) < 2:
+        raise SpecError(f"--batches must be at least 2, got {args.batches}")
+
+    from batchlab import measure
+    from batchlab.preflight import preflight
+
+    preflight([run])
+    if args.command == "noise-scale":
+        if min(args.after_epochs) < 0:
+            raise SpecError("--after-epochs must be 0 or more")
+        rows = [measure.noise_scale_at(config, n, args.small, args.big, args.batches) for n in args.after_epochs]
+        label = lambda row: f"after {row['after_epochs']} epochs"  # noqa: E731
+    elif args.command == "grad-stats":
+        rows = measure.grad_stats_at(config, args.after_epochs, _sizes(args.batch_sizes), args.batches,
+                                     args.diversity_batches)
+        label = lambda row: f"batch {row['batch_size']} after {row['after_epochs']} epochs"  # noqa: E731
+    else:
+        rows = measure.step_memory(config, _sizes(args.batch_sizes))
+        label = lambda row: f"batch {row['batch_size']}"  # noqa: E731
+
+    from batchlab.store import ResultsStore
+
+    out = Path(args.out or Path("runs") / plan.study.name)
+    store = ResultsStore(out)
+    try:
+        for row in rows:
+            store.add_measurement(args.command, run.config_id, args.seed, label(row), row)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_rows(rows, f"{args.command}: {plan.study.name}, configuration {run.config_id}, seed {args.seed}"
+                          f" (stored in {out})")
+    return 0
+
+
+def _print_rows(rows: list[dict[str, Any]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for key in rows[0]:
+        table.add_column(key, justify="right")
+    for row in rows:
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
+    Console(width=200 if not sys.stdout.isatty() else None).print(table)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

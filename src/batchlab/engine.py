@@ -32,10 +32,11 @@ from batchlab.data import DataSplits, Split, load_data
 from batchlab.losses import Loss, losses
 from batchlab.models import build_model
 from batchlab.optim import optimizers
+from batchlab.probes import probes
 from batchlab.timetable import Timetable
 from batchlab.updates import make_step
 
-EpochCallback = Callable[[int, dict[str, float]], None]
+EpochCallback = Callable[[int, dict[str, Any]], None]  # values are floats, or lists for per-step series
 
 
 @dataclass
@@ -43,6 +44,7 @@ class RunResult:
     status: str  # "finished" or "diverged"
     stop_reason: str  # "epochs", "target", "early-stop", "diverged"
     summary: dict[str, Any] = field(default_factory=dict)
+    model: nn.Module | None = field(default=None, repr=False)  # the trained model, for analyses in-process
 
 
 @torch.inference_mode()
@@ -97,17 +99,27 @@ def train_run(config: dict[str, Any], on_epoch: EpochCallback, data: DataSplits 
     optimizer = optimizers.build(train_cfg["optimizer"], model.parameters(), timetable.lr(0))
     step = make_step(model, loss, optimizer, train_cfg)
     order = torch.Generator().manual_seed(config["seed"])
+    active = [probes.build({"name": name, **params}) for name, params in config.get("probes", {}).items()]
+    for probe in active:
+        probe.begin(model, loss)
+    step_probes = [p for p in active if p.per_step]
 
     splits = data.named_splits()
     target, early = train_cfg["target"], train_cfg["early_stop"]
     summary: dict[str, Any] = {"epochs_planned": timetable.epochs, "steps_per_epoch": timetable.steps(0)}
     best, best_step, steps, train_seconds, eval_seconds = math.inf, 0, 0, 0.0, 0.0
 
-    def measure(epoch: int, lrs: tuple[float, float], batch: int, seconds: float) -> dict[str, float]:
+    def measure(epoch: int, lrs: tuple[float, float], batch: int, seconds: float, probe_seconds: float
+                ) -> dict[str, Any]:
         nonlocal eval_seconds
         start = time.perf_counter()
-        metrics: dict[str, float] = {"lr": lrs[0], "lr_end": lrs[1], "batch_size": batch, "step": steps,
-                                     "examples": examples, "seconds": seconds}
+        metrics: dict[str, Any] = {"lr": lrs[0], "lr_end": lrs[1], "batch_size": batch, "step": steps,
+                                   "examples": examples, "seconds": seconds}
+        if active:
+            for probe in active:
+                metrics.update(probe.end_epoch(epoch, steps))
+            metrics["probe_seconds"] = probe_seconds + time.perf_counter() - start
+            start = time.perf_counter()
         for name, split in splits.items():
             metrics[f"{name}_loss"], metrics[f"{name}_acc"] = evaluate(model, split, loss,
                                                                      train_cfg["eval_batch_size"])
@@ -117,11 +129,12 @@ def train_run(config: dict[str, Any], on_epoch: EpochCallback, data: DataSplits 
         return metrics
 
     examples = 0
-    metrics = measure(0, (timetable.lr(0),) * 2, timetable.batch_size(0), 0.0)
+    metrics = measure(0, (timetable.lr(0),) * 2, timetable.batch_size(0), 0.0, 0.0)
     current_lr = timetable.lr(0)
     for epoch in range(1, timetable.epochs + 1):
         batch, n_steps = timetable.batch_size(epoch - 1), timetable.steps(epoch - 1)
         rates = [timetable.lr(epoch - 1, i, n_steps) for i in range(n_steps)]
+        probe_seconds = 0.0
         start = time.perf_counter()
         model.train()
         perm = torch.randperm(n, generator=order)
@@ -131,22 +144,30 @@ def train_run(config: dict[str, Any], on_epoch: EpochCallback, data: DataSplits 
                 for group in optimizer.param_groups:
                     group["lr"] = rates[i]
                 current_lr = rates[i]
-            step(xs[i * batch : (i + 1) * batch], ys[i * batch : (i + 1) * batch])
-        seconds = time.perf_counter() - start
+            xb, yb = xs[i * batch : (i + 1) * batch], ys[i * batch : (i + 1) * batch]
+            step(xb, yb)
+            if step_probes:  # an empty list: a run without probes does no probe work
+                probe_start = time.perf_counter()
+                for probe in step_probes:
+                    probe.after_step(xb, yb)
+                probe_seconds += time.perf_counter() - probe_start
+        seconds = time.perf_counter() - start - probe_seconds
         train_seconds += seconds
         steps += n_steps
         examples += min(n, n_steps * batch)
-        metrics = measure(epoch, (rates[0], rates[-1]), batch, seconds)
+        metrics = measure(epoch, (rates[0], rates[-1]), batch, seconds, probe_seconds)
         timetable.observe(metrics)
-        summary.update(epochs=epoch, steps=steps, train_seconds=train_seconds, eval_seconds=eval_seconds)
+        summary.update(epochs=epoch, steps=steps, examples=examples, train_seconds=train_seconds,
+                       eval_seconds=eval_seconds)
 
         if not all(math.isfinite(v) for k, v in metrics.items() if k.endswith("_loss")):
-            return RunResult("diverged", "diverged", summary)
+            return RunResult("diverged", "diverged", summary, model)
         if target and "target_epoch" not in summary and _reached(target["metric"], metrics[target["metric"]],
                                                                   target["value"]):
-            summary.update(target_epoch=epoch, target_step=steps, target_seconds=train_seconds)
+            summary.update(target_epoch=epoch, target_step=steps, target_examples=examples,
+                           target_seconds=train_seconds)
             if target["stop"]:
-                return RunResult("finished", "target", summary)
+                return RunResult("finished", "target", summary, model)
         if early:
             value = metrics.get(early["metric"])
             if value is None:
@@ -157,5 +178,5 @@ def train_run(config: dict[str, Any], on_epoch: EpochCallback, data: DataSplits 
                 summary.update(best_epoch=epoch, best_value=value)
             waited = (steps - best_step) if early["unit"] == "steps" else epoch - summary["best_epoch"]
             if waited >= early["patience"]:
-                return RunResult("finished", "early-stop", summary)
-    return RunResult("finished", "epochs", summary)
+                return RunResult("finished", "early-stop", summary, model)
+    return RunResult("finished", "epochs", summary, model)

@@ -8,6 +8,10 @@ estimates are
 
     ‖G‖² ≈ (B·‖G_B‖² − b·‖G_b‖²) / (B − b),      tr(Σ) ≈ (‖G_b‖² − ‖G_B‖²) / (1/b − 1/B).
 
+Batches drawn without replacement from N examples have E‖G_b‖² = ‖G‖² + tr(Σ)·(N − b)/(b(N − 1)),
+so with a finite training set 1/b is replaced by that factor (it matters when B is a sizeable
+share of N; for N → ∞ the two agree).
+
 Every gradient here is taken with batch-norm running statistics frozen and the random state
 restored, so measuring never changes the training it measures.
 """
@@ -65,11 +69,16 @@ def per_example_gradients(model: nn.Module, loss: Loss, x: torch.Tensor, y: torc
     return torch.cat([g.reshape(len(y), -1) for g in grads.values()], dim=1)
 
 
-def two_batch_estimates(small_sq: float, big_sq: float, b_small: float, b_big: float) -> tuple[float, float]:
-    """Unbiased (‖G‖², tr Σ) from mean squared gradient norms at batch sizes b_small < b_big."""
-    g2 = (b_big * big_sq - b_small * small_sq) / (b_big - b_small)
-    trace = (small_sq - big_sq) / (1 / b_small - 1 / b_big)
-    return g2, trace
+def two_batch_estimates(small_sq: float, big_sq: float, b_small: float, b_big: float,
+                        population: int | None = None) -> tuple[float, float]:
+    """Unbiased (‖G‖², tr Σ) from mean squared gradient norms at batch sizes b_small < b_big,
+    drawn from an infinite population or, given ``population``, without replacement from it."""
+
+    def share(b: float) -> float:  # the factor on tr(Σ) in E‖G_b‖²
+        return 1 / b if population is None else (population - b) / (b * (population - 1))
+
+    trace = (small_sq - big_sq) / (share(b_small) - share(b_big))
+    return big_sq - trace * share(b_big), trace
 
 
 def half_batch_estimates(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -116,6 +125,6 @@ def noise_scale(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tensor, 
                          f"got {b_small} and {b_big}")
     small = gradient_norms(model, loss, x, y, b_small, batches, seed)
     big = gradient_norms(model, loss, x, y, b_big, batches, seed + 1)
-    g2, trace = two_batch_estimates(small["grad_sq_mean"], big["grad_sq_mean"], b_small, b_big)
+    g2, trace = two_batch_estimates(small["grad_sq_mean"], big["grad_sq_mean"], b_small, b_big, len(y))
     return {"b_small": b_small, "b_big": b_big, "batches": batches, "grad_sq": g2, "trace": trace,
             "b_simple": trace / g2 if g2 > 0 else float("inf")}

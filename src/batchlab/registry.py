@@ -92,6 +92,7 @@ _HOMES = {
     "schedule": ("batchlab.schedules", "schedules"),
     "loss": ("batchlab.losses", "losses"),
     "batch schedule": ("batchlab.batch_schedules", "batch_schedules"),
+    "probe": ("batchlab.probes", "probes"),
 }
 
 

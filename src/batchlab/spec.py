@@ -45,6 +45,25 @@ def _component(kind: str, default: str) -> Any:
     return Annotated[dict[str, Any], check, Field(default, validate_default=True)]
 
 
+def _probe_table(value: Any) -> dict[str, dict[str, Any]]:
+    """``[probes]``: probe name = true, or = { its parameters }; false or absent switches it off."""
+    if not isinstance(value, dict):
+        raise ValueError(f"[probes] must be a table of probe = true | {{ parameters }}, got {value!r}")
+    resolved = {}
+    for name, params in value.items():
+        if params is False:
+            continue
+        if params is True:
+            params = {}
+        if not isinstance(params, dict):
+            raise ValueError(f"probes.{name}: expected true, false or a table of parameters, got {params!r}")
+        resolved[name] = {k: v for k, v in lookup("probe").resolve({**params, "name": name}).items() if k != "name"}
+    return resolved
+
+
+Probes = Annotated[dict[str, dict[str, Any]], BeforeValidator(_probe_table)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -169,6 +188,7 @@ class Study(_Section):
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
+    probes: Probes = Field({}, description="measurements taken while training (probes.py)")
     sweep: SweepSpec = Field(default_factory=SweepSpec)
     quick: dict[str, Any] | None = None
 
@@ -335,7 +355,7 @@ def plan_study(doc: dict[str, Any], *, quick: bool = False, sets: list[tuple[str
         where = "sweep " + ", ".join(f"{k}={v!r}" for k, v in overrides.items()) if overrides else ""
         resolved = validate_study(run_doc, where)
         # JSON-normal (tuples become lists): the configuration that runs is exactly the one stored
-        config = json.loads(json.dumps(resolved.model_dump(include={"plugins", "data", "model", "train"})))
+        config = json.loads(json.dumps(resolved.model_dump(include={"plugins", "data", "model", "train", "probes"})))
         config_id = config_id_of(config)
         if config_id in seen:
             continue

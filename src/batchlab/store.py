@@ -1,8 +1,10 @@
 """The results store: one SQLite file per output directory.
 
-Tables: ``runs`` (configuration, seed, status, timings, summary) and ``metrics`` (run, epoch, name,
-value) in long form, so probes added later need no schema change. Each epoch is committed as it
-finishes: a crash loses at most the epoch in flight. Only the driver process writes.
+Tables: ``runs`` (configuration, seed, status, timings, summary), ``metrics`` (run, epoch, name,
+value) in long form, so a new probe needs no schema change, ``series`` (a per-step record of one
+epoch, as a JSON list) and ``measurements`` (what commands such as ``noise-scale`` measured, as JSON).
+Each epoch is committed as it finishes: a crash loses at most the epoch in flight. Only the driver
+process writes during a sweep.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -22,6 +26,12 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL, epoch INTEGER NOT NULL, name TEXT NOT NULL, value REAL,
     PRIMARY KEY (run_id, epoch, name));
+CREATE TABLE IF NOT EXISTS series (
+    run_id TEXT NOT NULL, epoch INTEGER NOT NULL, name TEXT NOT NULL, vals TEXT NOT NULL,
+    PRIMARY KEY (run_id, epoch, name));
+CREATE TABLE IF NOT EXISTS measurements (
+    kind TEXT NOT NULL, config_id TEXT NOT NULL, seed INTEGER NOT NULL, label TEXT NOT NULL, data TEXT NOT NULL,
+    created REAL, PRIMARY KEY (kind, config_id, seed, label));
 """
 
 DONE = ("finished", "diverged")
@@ -67,13 +77,22 @@ class ResultsStore:
         """Mark a planned run as running, forgetting anything an earlier, unfinished attempt wrote."""
         with self.db:
             self.db.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+            self.db.execute("DELETE FROM series WHERE run_id = ?", (run_id,))
             self.db.execute("UPDATE runs SET status = 'running', started = ?, summary = NULL, error = NULL "
                             "WHERE run_id = ?", (time.time(), run_id))
 
-    def add_epoch(self, run_id: str, epoch: int, metrics: dict[str, float]) -> None:
+    def add_epoch(self, run_id: str, epoch: int, metrics: dict[str, Any]) -> None:
+        """One epoch's record: numbers go to ``metrics``, lists (per-step series) to ``series``."""
         with self.db:
             self.db.executemany("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?)",
-                                [(run_id, epoch, name, value) for name, value in metrics.items()])
+                                [(run_id, epoch, k, v) for k, v in metrics.items() if not isinstance(v, list)])
+            self.db.executemany("INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?)",
+                                [(run_id, epoch, k, json.dumps(v)) for k, v in metrics.items() if isinstance(v, list)])
+
+    def add_measurement(self, kind: str, config_id: str, seed: int, label: str, data: dict[str, Any]) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO measurements VALUES (?, ?, ?, ?, ?, ?)",
+                            (kind, config_id, seed, label, json.dumps(data), time.time()))
 
     def finish_run(self, run_id: str, status: str, stop_reason: str | None, summary: dict,
                    error: str | None = None) -> None:
@@ -95,12 +114,24 @@ class ResultsStore:
     def metric_rows(self) -> list[tuple[str, int, str, float]]:
         return self.db.execute("SELECT run_id, epoch, name, value FROM metrics ORDER BY run_id, epoch").fetchall()
 
+    def series_rows(self) -> list[tuple[str, int, str, str]]:
+        return self.db.execute("SELECT run_id, epoch, name, vals FROM series ORDER BY run_id, epoch").fetchall()
 
-class Results(NamedTuple):
-    """What ``batchlab.load`` returns: one row per run, and one row per (run, epoch)."""
+    def measurement_rows(self) -> list[tuple[str, str, int, str, str]]:
+        return self.db.execute("SELECT kind, config_id, seed, label, data FROM measurements ORDER BY rowid").fetchall()
 
-    runs: Any  # pandas.DataFrame
-    epochs: Any  # pandas.DataFrame
+
+@dataclass
+class Results:
+    """What ``batchlab.load`` returns; ``runs, epochs = batchlab.load(d)`` unpacks the two main tables."""
+
+    runs: Any  # pandas.DataFrame: one row per run
+    epochs: Any  # pandas.DataFrame: one row per (run, epoch)
+    series: Any  # pandas.DataFrame: one row per (run, epoch, name, index) of per-step records
+    measurements: Any  # pandas.DataFrame: one row per measurement, its fields as columns
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.runs, self.epochs))
 
 
 def load(directory: str | Path) -> Results:
@@ -108,7 +139,9 @@ def load(directory: str | Path) -> Results:
 
     ``runs``: run_id, config_id, seed, status, stop_reason, the summary (epochs, steps, seconds,
     target_epoch, ...), final metrics (``final_test_acc`` ...) and every config field by dotted name.
-    ``epochs``: run_id, config_id, seed, epoch and one column per metric.
+    ``epochs``: run_id, config_id, seed, epoch and one column per metric (probes' included).
+    ``series``: per-step records (e.g. every update norm), long form. ``measurements``: results of
+    ``batchlab noise-scale``, ``grad-stats`` and ``memory``, one row each.
     """
     import pandas as pd
 
@@ -117,6 +150,7 @@ def load(directory: str | Path) -> Results:
     store = ResultsStore(directory, create=False)
     try:
         rows, metric_rows = store.run_rows(), store.metric_rows()
+        series_rows, measurement_rows = store.series_rows(), store.measurement_rows()
     finally:
         store.close()
     long = pd.DataFrame(metric_rows, columns=["run_id", "epoch", "name", "value"])
@@ -138,4 +172,9 @@ def load(directory: str | Path) -> Results:
         finals = last[metric_cols].add_prefix("final_")
         runs = runs.join(finals, on="run_id")
         epochs = epochs.merge(runs[["run_id", "config_id", "seed"]], on="run_id", how="left")
-    return Results(runs, epochs)
+    series = pd.DataFrame([(r, e, name, i, v) for r, e, name, vals in series_rows
+                           for i, v in enumerate(json.loads(vals))],
+                          columns=["run_id", "epoch", "name", "index", "value"])
+    measurements = pd.DataFrame([{"kind": k, "config_id": c, "seed": s, "label": label, **json.loads(data)}
+                                 for k, c, s, label, data in measurement_rows])
+    return Results(runs, epochs, series, measurements)

@@ -1,0 +1,58 @@
+"""The point measurements: noise scale, gradient statistics and step memory, through the CLI and the store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from batchlab.measure import step_memory
+from batchlab.spec import plan_study
+from batchlab.store import load
+from tests.test_cli import batchlab
+
+
+def test_grad_stats_and_noise_scale_from_the_cli_are_stored(tiny_spec, tmp_path):
+    out = tmp_path / "out"
+    done = batchlab("grad-stats", str(tiny_spec), "--batch-sizes", "1,16,128", "--batches", "200",
+                    "--diversity-batches", "5", "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert [r["batch_size"] for r in rows] == [1, 16, 128]
+    norms = [r["grad_norm_mean"] for r in rows]
+    assert norms[0] > norms[1] > norms[2]  # averaging more examples cancels more noise
+    assert rows[0]["diversity_mean"] == pytest.approx(1.0)  # one example: Σ‖g_i‖ = ‖Σ g_i‖
+    assert 1.0 < rows[2]["diversity_mean"] <= 128 ** 0.5 * 10
+
+    done = batchlab("noise-scale", str(tiny_spec), "--after-epochs", "0", "2", "--small", "8", "--big", "64",
+                    "--batches", "100", "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    noise = json.loads(done.stdout)
+    assert [r["after_epochs"] for r in noise] == [0, 2]
+    assert all(r["critical_batch"] == r["b_simple"] and r["trace"] > 0 for r in noise)
+
+    stored = load(out).measurements
+    assert sorted(stored["kind"].unique()) == ["grad-stats", "noise-scale"]
+    assert len(stored) == 5 and stored["config_id"].nunique() == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["grad-stats", "{spec}", "--batch-sizes", "0,4"], "--batch-sizes: expected positive integers"),
+    (["grad-stats", "{spec}", "--batch-sizes", "4,x"], "expected comma-separated integers"),
+    (["grad-stats", "{spec}", "--batch-sizes", "100000"], "is not between 1 and the"),
+    (["noise-scale", "{spec}", "--small", "64", "--big", "8"], "needs 1 <= --small < --big <= 192"),
+])
+def test_bad_measurement_arguments_are_one_line(tiny_spec, args, message):
+    done = batchlab(*[a.format(spec=tiny_spec) for a in args])
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_step_memory_grows_with_the_batch():
+    doc = {"data": {"name": "blobs", "n_samples": 5000, "n_features": 64}, "model": {"name": "mlp",
+           "hidden": [2048, 2048]}, "train": {"batch_size": 16}}
+    config = plan_study(doc).runs[0].config
+    small, large = step_memory(config, [16, 4000])
+    assert large["batch_size"] == 4000 and small["batch_size"] == 16
+    # 4000 × 2048 float32 activations are 31 MiB a layer; a 16-example step needs next to nothing
+    assert large["step_mb"] > small["step_mb"] + 30
+    assert large["peak_rss_mb"] > large["step_mb"]
