@@ -56,3 +56,11 @@ def test_step_memory_grows_with_the_batch():
     # 4000 × 2048 float32 activations are 31 MiB a layer; a 16-example step needs next to nothing
     assert large["step_mb"] > small["step_mb"] + 30
     assert large["peak_rss_mb"] > large["step_mb"]
+
+
+def test_memory_command_runs_and_stores(tiny_spec, tmp_path):
+    done = batchlab("memory", str(tiny_spec), "--batch-sizes", "8", "--out", str(tmp_path), "--json")
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout)
+    assert row["batch_size"] == 8 and row["peak_rss_mb"] > 0
+    assert load(tmp_path).measurements["kind"].tolist() == ["memory"]

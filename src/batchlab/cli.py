@@ -163,7 +163,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     plan = plan_study(doc, sets=[parse_override(s) for s in args.set])
     run = plan.runs[0]
     config = {**run.config, "seed": args.seed}
-    if getattr(args, "batches", 1) < 2:
+    if getattr(args, "batches", 2) < 2:
         raise SpecError(f"--batches must be at least 2, got {args.batches}")
 
     from batchlab import measure

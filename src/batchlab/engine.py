@@ -83,8 +83,47 @@ def _reached(metric: str, value: float, target: float) -> bool:
     return value <= target if metric.endswith("loss") else value >= target
 
 
-def train_run(config: dict[str, Any], on_epoch: EpochCallback, data: DataSplits | None = None) -> RunResult:
+class StopRules:
+    """When a run ends early: divergence, reaching the target (if it stops), or early stopping.
+
+    Writes what it sees into the run summary: the first epoch/step/examples/seconds at the target,
+    and the best epoch and value of the early-stopping metric.
+    """
+
+    def __init__(self, train: dict[str, Any]) -> None:
+        self.target, self.early = train["target"], train["early_stop"]
+        self.best, self.best_step = math.inf, 0
+
+    def check(self, epoch: int, metrics: dict[str, Any], summary: dict[str, Any]) -> str | None:
+        if not all(math.isfinite(v) for k, v in metrics.items() if k.endswith("_loss")):
+            return "diverged"
+        target, early, steps = self.target, self.early, metrics["step"]
+        if target and "target_epoch" not in summary and _reached(target["metric"], metrics[target["metric"]],
+                                                                  target["value"]):
+            summary.update(target_epoch=epoch, target_step=steps, target_examples=metrics["examples"],
+                           target_seconds=summary["train_seconds"])
+            if target["stop"]:
+                return "target"
+        if early:
+            value = metrics.get(early["metric"])
+            if value is None:
+                raise ValueError(f"train.early_stop.metric {early['metric']!r} is not measured (no such split)")
+            score = value if early["metric"].endswith("loss") else -value  # lower is better
+            if score < self.best:
+                self.best, self.best_step = score, steps
+                summary.update(best_epoch=epoch, best_value=value)
+            waited = (steps - self.best_step) if early["unit"] == "steps" else epoch - summary["best_epoch"]
+            if waited >= early["patience"]:
+                return "early-stop"
+        return None
+
+
+def train_run(config: dict[str, Any], on_epoch: EpochCallback, data: DataSplits | None = None,
+              on_checkpoint: Callable[[int, nn.Module], None] | None = None) -> RunResult:
     """Train one run; ``on_epoch(epoch, metrics)`` receives epoch 0 (at initialization) and every epoch.
+
+    ``on_checkpoint(epoch, model)``, when given, is called at initialization, every
+    ``checkpoints.every`` epochs, and at the last epoch however the run ends.
 
     Every epoch's record holds the batch size it trained with and the rates of its first and last
     steps (``lr``, ``lr_end``), so a schedule's effect is visible in the results as it ran.
@@ -105,9 +144,10 @@ def train_run(config: dict[str, Any], on_epoch: EpochCallback, data: DataSplits 
     step_probes = [p for p in active if p.per_step]
 
     splits = data.named_splits()
-    target, early = train_cfg["target"], train_cfg["early_stop"]
+    stop_rules = StopRules(train_cfg)
+    every = config.get("checkpoints", {}).get("every", 0)
     summary: dict[str, Any] = {"epochs_planned": timetable.epochs, "steps_per_epoch": timetable.steps(0)}
-    best, best_step, steps, train_seconds, eval_seconds = math.inf, 0, 0, 0.0, 0.0
+    steps, train_seconds, eval_seconds = 0, 0.0, 0.0
 
     def measure(epoch: int, lrs: tuple[float, float], batch: int, seconds: float, probe_seconds: float
                 ) -> dict[str, Any]:
@@ -130,7 +170,9 @@ def train_run(config: dict[str, Any], on_epoch: EpochCallback, data: DataSplits 
 
     examples = 0
     metrics = measure(0, (timetable.lr(0),) * 2, timetable.batch_size(0), 0.0, 0.0)
-    current_lr = timetable.lr(0)
+    if on_checkpoint is not None:
+        on_checkpoint(0, model)
+    current_lr, reason = timetable.lr(0), None
     for epoch in range(1, timetable.epochs + 1):
         batch, n_steps = timetable.batch_size(epoch - 1), timetable.steps(epoch - 1)
         rates = [timetable.lr(epoch - 1, i, n_steps) for i in range(n_steps)]
@@ -160,23 +202,10 @@ def train_run(config: dict[str, Any], on_epoch: EpochCallback, data: DataSplits 
         summary.update(epochs=epoch, steps=steps, examples=examples, train_seconds=train_seconds,
                        eval_seconds=eval_seconds)
 
-        if not all(math.isfinite(v) for k, v in metrics.items() if k.endswith("_loss")):
-            return RunResult("diverged", "diverged", summary, model)
-        if target and "target_epoch" not in summary and _reached(target["metric"], metrics[target["metric"]],
-                                                                  target["value"]):
-            summary.update(target_epoch=epoch, target_step=steps, target_examples=examples,
-                           target_seconds=train_seconds)
-            if target["stop"]:
-                return RunResult("finished", "target", summary, model)
-        if early:
-            value = metrics.get(early["metric"])
-            if value is None:
-                raise ValueError(f"train.early_stop.metric {early['metric']!r} is not measured (no such split)")
-            score = value if early["metric"].endswith("loss") else -value  # lower is better
-            if score < best:
-                best, best_step = score, steps
-                summary.update(best_epoch=epoch, best_value=value)
-            waited = (steps - best_step) if early["unit"] == "steps" else epoch - summary["best_epoch"]
-            if waited >= early["patience"]:
-                return RunResult("finished", "early-stop", summary, model)
-    return RunResult("finished", "epochs", summary, model)
+        reason = stop_rules.check(epoch, metrics, summary)
+        if on_checkpoint is not None and (reason or epoch == timetable.epochs or (every and epoch % every == 0)):
+            on_checkpoint(epoch, model)
+        if reason:
+            break
+    status = "diverged" if reason == "diverged" else "finished"
+    return RunResult(status, reason or "epochs", summary, model)
