@@ -181,6 +181,12 @@ class SweepSpec(BaseModel):
         return dict(self.__pydantic_extra__ or {})
 
 
+class Checkpoints(_Section):
+    """Initial and final weights of every run are always saved; ``every`` adds every N-th epoch."""
+
+    every: int = Field(0, ge=0, description="also save every N epochs (0: initial and final only)")
+
+
 class Study(_Section):
     name: str = "study"
     description: str = ""
@@ -189,6 +195,7 @@ class Study(_Section):
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     probes: Probes = Field({}, description="measurements taken while training (probes.py)")
+    checkpoints: Checkpoints = Field(default_factory=Checkpoints)
     sweep: SweepSpec = Field(default_factory=SweepSpec)
     quick: dict[str, Any] | None = None
 
@@ -321,8 +328,9 @@ def validate_study(doc: dict[str, Any], where: str = "") -> Study:
 
 
 def config_id_of(config: dict[str, Any]) -> str:
-    """A short stable hash of a run configuration without its seed: trials share it."""
-    body = {k: v for k, v in config.items() if k != "seed"}
+    """A short stable hash of a run configuration without its seed (trials share it) and without
+    what does not change its numbers (how often it is checkpointed)."""
+    body = {k: v for k, v in config.items() if k not in ("seed", "checkpoints")}
     return hashlib.sha1(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
@@ -355,7 +363,8 @@ def plan_study(doc: dict[str, Any], *, quick: bool = False, sets: list[tuple[str
         where = "sweep " + ", ".join(f"{k}={v!r}" for k, v in overrides.items()) if overrides else ""
         resolved = validate_study(run_doc, where)
         # JSON-normal (tuples become lists): the configuration that runs is exactly the one stored
-        config = json.loads(json.dumps(resolved.model_dump(include={"plugins", "data", "model", "train", "probes"})))
+        config = json.loads(json.dumps(resolved.model_dump(include={"plugins", "data", "model", "train", "probes",
+                                                                          "checkpoints"})))
         config_id = config_id_of(config)
         if config_id in seen:
             continue

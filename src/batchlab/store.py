@@ -29,6 +29,8 @@ CREATE TABLE IF NOT EXISTS metrics (
 CREATE TABLE IF NOT EXISTS series (
     run_id TEXT NOT NULL, epoch INTEGER NOT NULL, name TEXT NOT NULL, vals TEXT NOT NULL,
     PRIMARY KEY (run_id, epoch, name));
+CREATE TABLE IF NOT EXISTS checkpoints (
+    run_id TEXT NOT NULL, epoch INTEGER NOT NULL, path TEXT NOT NULL, PRIMARY KEY (run_id, epoch));
 CREATE TABLE IF NOT EXISTS measurements (
     kind TEXT NOT NULL, config_id TEXT NOT NULL, seed INTEGER NOT NULL, label TEXT NOT NULL, data TEXT NOT NULL,
     created REAL, PRIMARY KEY (kind, config_id, seed, label));
@@ -78,6 +80,7 @@ class ResultsStore:
         with self.db:
             self.db.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
             self.db.execute("DELETE FROM series WHERE run_id = ?", (run_id,))
+            self.db.execute("DELETE FROM checkpoints WHERE run_id = ?", (run_id,))
             self.db.execute("UPDATE runs SET status = 'running', started = ?, summary = NULL, error = NULL "
                             "WHERE run_id = ?", (time.time(), run_id))
 
@@ -88,6 +91,14 @@ class ResultsStore:
                                 [(run_id, epoch, k, v) for k, v in metrics.items() if not isinstance(v, list)])
             self.db.executemany("INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?)",
                                 [(run_id, epoch, k, json.dumps(v)) for k, v in metrics.items() if isinstance(v, list)])
+
+    def add_checkpoint(self, run_id: str, epoch: int, path: str) -> None:
+        """A checkpoint file (relative to the results directory) of one run at one epoch."""
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)", (run_id, epoch, path))
+
+    def checkpoint_rows(self) -> list[tuple[str, int, str]]:
+        return self.db.execute("SELECT run_id, epoch, path FROM checkpoints ORDER BY run_id, epoch").fetchall()
 
     def add_measurement(self, kind: str, config_id: str, seed: int, label: str, data: dict[str, Any]) -> None:
         with self.db:
@@ -129,6 +140,7 @@ class Results:
     epochs: Any  # pandas.DataFrame: one row per (run, epoch)
     series: Any  # pandas.DataFrame: one row per (run, epoch, name, index) of per-step records
     measurements: Any  # pandas.DataFrame: one row per measurement, its fields as columns
+    checkpoints: Any  # pandas.DataFrame: run_id, epoch, path (absolute) of every saved checkpoint
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.runs, self.epochs))
@@ -151,6 +163,7 @@ def load(directory: str | Path) -> Results:
     try:
         rows, metric_rows = store.run_rows(), store.metric_rows()
         series_rows, measurement_rows = store.series_rows(), store.measurement_rows()
+        checkpoint_rows = store.checkpoint_rows()
     finally:
         store.close()
     long = pd.DataFrame(metric_rows, columns=["run_id", "epoch", "name", "value"])
@@ -177,4 +190,6 @@ def load(directory: str | Path) -> Results:
                           columns=["run_id", "epoch", "name", "index", "value"])
     measurements = pd.DataFrame([{"kind": k, "config_id": c, "seed": s, "label": label, **json.loads(data)}
                                  for k, c, s, label, data in measurement_rows])
-    return Results(runs, epochs, series, measurements)
+    checkpoints = pd.DataFrame([(r, e, str(Path(directory) / p)) for r, e, p in checkpoint_rows],
+                               columns=["run_id", "epoch", "path"])
+    return Results(runs, epochs, series, measurements, checkpoints)

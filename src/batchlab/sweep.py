@@ -33,16 +33,26 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def run_task(run: RunSpec, emit: Callable[[Event], None]) -> None:
-    """Train one run, reporting through ``emit``; an exception becomes a 'failed' end, never a crash."""
+def run_task(run: RunSpec, emit: Callable[[Event], None], directory: str | None = None) -> None:
+    """Train one run, reporting through ``emit``; an exception becomes a 'failed' end, never a crash.
+
+    With a results ``directory``, checkpoints are written there and announced as events.
+    """
+    from batchlab.checkpoints import checkpoint_path, save_checkpoint
     from batchlab.engine import train_run
     from batchlab.updates import BatchlabWarning
+
+    def checkpoint(epoch: int, model: Any) -> None:
+        path = checkpoint_path(directory, run.run_id, epoch)
+        save_checkpoint(model, path)
+        emit(("checkpoint", run.run_id, epoch, str(path.relative_to(directory))))
 
     emit(("start", run.run_id))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", BatchlabWarning)  # preflight reported them once for the study
-            result = train_run(run.config, lambda epoch, metrics: emit(("epoch", run.run_id, epoch, metrics)))
+            result = train_run(run.config, lambda epoch, metrics: emit(("epoch", run.run_id, epoch, metrics)),
+                               on_checkpoint=checkpoint if directory else None)
         emit(("end", run.run_id, result.status, result.stop_reason, result.summary, None))
     except Exception as e:  # noqa: BLE001 - recorded in the store; the sweep goes on
         message = f"{type(e).__name__}: {e}"
@@ -62,22 +72,23 @@ def single_thread() -> Iterator[None]:
 
 
 _EVENTS: Any = None
+_DIRECTORY: str | None = None
 
 
-def _worker_init(events: Any, plugins: list[str]) -> None:
+def _worker_init(events: Any, plugins: list[str], directory: str | None) -> None:
     import importlib
 
     import torch
 
-    global _EVENTS
-    _EVENTS = events
+    global _EVENTS, _DIRECTORY
+    _EVENTS, _DIRECTORY = events, directory
     torch.set_num_threads(1)
     for module in plugins:
         importlib.import_module(module)
 
 
 def _worker_main(run: RunSpec) -> None:
-    run_task(run, _EVENTS.put)
+    run_task(run, _EVENTS.put, _DIRECTORY)
 
 
 def _cost(run: RunSpec) -> float:
@@ -102,6 +113,8 @@ def execute(runs: list[RunSpec], store: ResultsStore, jobs: int, reporter: Repor
         elif kind == "epoch":
             store.add_epoch(run_id, event[2], event[3])
             reporter.epoch(run_id, event[2], event[3])
+        elif kind == "checkpoint":
+            store.add_checkpoint(run_id, event[2], event[3])
         else:
             _, _, status, stop_reason, summary, error = event
             store.finish_run(run_id, status, stop_reason, summary, error)
@@ -112,16 +125,16 @@ def execute(runs: list[RunSpec], store: ResultsStore, jobs: int, reporter: Repor
     if jobs <= 1 or len(todo) == 1:
         with single_thread():
             for run in todo:
-                run_task(run, handle)
+                run_task(run, handle, str(store.directory))
         return
-    _execute_in_pool(todo, min(jobs, len(todo)), handle)
+    _execute_in_pool(todo, min(jobs, len(todo)), handle, str(store.directory))
 
 
-def _execute_in_pool(todo: list[RunSpec], workers: int, handle: Callable[[Event], None]) -> None:
+def _execute_in_pool(todo: list[RunSpec], workers: int, handle: Callable[[Event], None], directory: str) -> None:
     context = mp.get_context("spawn")  # a fresh interpreter: no forked torch thread pools
     events = context.Queue()
     plugins = sorted({p for r in todo for p in r.config.get("plugins", [])})
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(events, plugins))
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(events, plugins, directory))
     try:
         futures: dict[Future[None], RunSpec] = {pool.submit(_worker_main, run): run for run in todo}
         ended: set[str] = set()
