@@ -20,8 +20,7 @@ RUN_KEYS = {"run_id", "config_id", "seed", "status", "stop_reason", "error"}
 
 def stats(values: Any) -> dict[str, float | int | None]:
     """Mean, sample standard deviation (ddof = 1; None for fewer than two values) and count."""
-    v = np.asarray([x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))],
-                   dtype=float)
+    v = np.asarray([x for x in values if _is_set(x)], dtype=float)
     if len(v) == 0:
         return {"mean": None, "std": None, "n": 0}
     return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None, "n": len(v)}
