@@ -122,3 +122,17 @@ def test_readme_full_spec_example_validates_as_written():
     assert len(plan.runs) == 4  # three batch sizes plus one included configuration
     train = plan.runs[0].config["train"]
     assert train["lr_update"] == "epoch" and train["accumulate"] == 1 and train["sam"] is None
+
+
+def test_readme_analysis_table_validates_and_does_not_change_the_config_id():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```toml\n(.*?)```", readme, re.S) if b.startswith("[analysis]"))
+    plain = plan_study({"train": {"epochs": 1}})
+    analysed = plan_study({"train": {"epochs": 1}, **tomllib.loads(block)})
+    assert set(analysed.runs[0].config["analysis"]) == {"sharpness", "hessian", "landscape", "interpolate"}
+    assert analysed.runs[0].config_id == plain.runs[0].config_id  # analyses do not change the training
+    with pytest.raises(SpecError, match="no parameter 'rho'"):
+        plan_study({"analysis": {"sharpness": {"rho": 1}}})

@@ -58,6 +58,22 @@ def _parser() -> argparse.ArgumentParser:
     memory = point("memory", "peak process memory of a training step, by batch size")
     memory.add_argument("--batch-sizes", default="20,100,1000", help="comma-separated (default 20,100,1000)")
 
+    analyze = sub.add_parser("analyze", help="analyse trained minima: sharpness, hessian, interpolate, landscape")
+    analyze.add_argument("analysis", help="sharpness | hessian | interpolate | landscape (or a registered plug-in)")
+    analyze.add_argument("directory", help="a results directory written by `batchlab run`")
+    analyze.add_argument("--run", action="append", metavar="ID", help="only this run (repeatable; default: every "
+                         "finished run)")
+    analyze.add_argument("--pair", nargs=2, action="append", metavar=("A", "B"),
+                         help="interpolate from run A to run B (repeatable; default: smallest- vs largest-batch run "
+                              "of each seed)")
+    analyze.add_argument("--epoch", type=int, help="the checkpoint to analyse (default: each run's last)")
+    analyze.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                         help="a parameter of the analysis, e.g. -p epsilon=5e-4 (repeatable)")
+    analyze.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="import first (registers "
+                         "analyses)")
+    analyze.add_argument("--jobs", type=int, help="worker processes when several runs are analysed (default: all cores)")
+    analyze.add_argument("--json", action="store_true", help="print the results as JSON")
+
     export = sub.add_parser("export", help="write runs and per-epoch metrics as CSV files")
     export.add_argument("directory")
     export.add_argument("--csv", action="store_true", required=True, help="CSV format (runs.csv, epochs.csv)")
@@ -69,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         commands = {"run": cmd_run, "ls": cmd_ls, "recipes": cmd_recipes, "export": cmd_export,
-                    "noise-scale": cmd_measure, "grad-stats": cmd_measure, "memory": cmd_measure}
+                    "noise-scale": cmd_measure, "grad-stats": cmd_measure, "memory": cmd_measure,
+                    "analyze": cmd_analyze}
         return commands[args.command](args)
     except SpecError as e:
         print(f"batchlab: error: {e}", file=sys.stderr)
@@ -108,9 +125,36 @@ def cmd_run(args: argparse.Namespace) -> int:
             execute(plan.runs, store, jobs, reporter)
     finally:
         store.close()
+    _analyze_after_sweep(out, plan.runs, jobs)
     rows = summarize(load(out), config_ids=list(dict.fromkeys(r.config_id for r in plan.runs)))
     _print_table(rows, f"{plan.study.name}: {out}")
     return 0
+
+
+def _analyze_after_sweep(out: Path, runs: list[Any], jobs: int) -> None:
+    """The spec's analyses that the runs did not do themselves: pairwise ones, and per-run ones for
+    runs that had finished before the [analysis] section was added (taken from their checkpoints)."""
+    from batchlab.analysis import PAIRWISE
+    from batchlab.analysis.runner import analyze_directory
+
+    wanted: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        wanted.update(run.config.get("analysis", {}))
+    run_ids = [r.run_id for r in runs]
+    for name, params in wanted.items():
+        if name in PAIRWISE:
+            from batchlab.analysis.runner import default_pairs
+            from batchlab.store import ResultsStore
+
+            store = ResultsStore(out)
+            try:
+                pairs = default_pairs([r for r in store.run_rows() if r["run_id"] in run_ids])
+            finally:
+                store.close()
+            if pairs:
+                analyze_directory(out, name, params, pairs=pairs, jobs=jobs, skip_done=True)
+        else:
+            analyze_directory(out, name, params, run_ids=run_ids, jobs=jobs, skip_done=True)
 
 
 def _print_table(rows: list[dict[str, Any]], title: str) -> None:
@@ -210,6 +254,54 @@ def _print_rows(rows: list[dict[str, Any]], title: str) -> None:
     for row in rows:
         table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
     Console(width=200 if not sys.stdout.isatty() else None).print(table)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    """One analysis over a results directory: per-run results, then mean ± std by configuration."""
+    import importlib
+
+    from batchlab.spec import parse_override
+
+    for module in args.plugin:
+        importlib.import_module(module)
+    from batchlab.analysis import DETAILS, HEADLINES, PAIRWISE, analyses
+    from batchlab.analysis.runner import analyze_directory
+    from batchlab.sweep import default_jobs
+
+    directory = Path(args.directory)
+    if not (directory / "results.db").exists():
+        raise SpecError(f"no results in {str(directory)!r} (no results.db)")
+    try:
+        params = analyses.resolve({**dict(parse_override(p) for p in args.param), "name": args.analysis})
+    except ValueError as e:
+        raise SpecError(f"analyze {args.analysis}: {e}") from None
+    params.pop("name")
+    if args.pair and args.analysis not in PAIRWISE:
+        raise SpecError(f"--pair is for pairwise analyses ({', '.join(sorted(PAIRWISE))}), not {args.analysis!r}")
+    if args.jobs is not None and args.jobs < 1:
+        raise SpecError(f"--jobs must be at least 1, got {args.jobs}")
+    rows = analyze_directory(directory, args.analysis, params, run_ids=args.run,
+                             pairs=[tuple(p) for p in args.pair] if args.pair else None, epoch=args.epoch,
+                             jobs=args.jobs or default_jobs())
+    rows.sort(key=lambda row: (row[1], row[2]))
+    if args.json:
+        print(json.dumps([{"config_id": c, "seed": s, "label": label, **data} for _, c, s, label, data in rows],
+                         indent=2))
+        return 0
+    headline = HEADLINES.get(args.analysis) or []
+    shown = headline + DETAILS.get(args.analysis, [])
+    table = [{"configuration": c, "seed": s, "label": label, "status": data["status"],
+              **{k: data.get(k) for k in shown}, **({"error": data["error"]} if data["status"] != "ok" else {})}
+             for _, c, s, label, data in rows]
+    _print_rows(table, f"{args.analysis}: {directory} (stored in its results)")
+    from batchlab.store import load
+    from batchlab.summary import summarize_measurements
+
+    summary = summarize_measurements(load(directory), args.analysis)
+    if summary and headline:
+        _print_rows(summary, f"{args.analysis}: mean ± std over trials, by configuration")
+    failed = sum(data["status"] != "ok" for *_, data in rows)
+    return 1 if failed else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -93,6 +93,7 @@ _HOMES = {
     "loss": ("batchlab.losses", "losses"),
     "batch schedule": ("batchlab.batch_schedules", "batch_schedules"),
     "probe": ("batchlab.probes", "probes"),
+    "analysis": ("batchlab.analysis", "analyses"),
 }
 
 

@@ -45,23 +45,28 @@ def _component(kind: str, default: str) -> Any:
     return Annotated[dict[str, Any], check, Field(default, validate_default=True)]
 
 
-def _probe_table(value: Any) -> dict[str, dict[str, Any]]:
-    """``[probes]``: probe name = true, or = { its parameters }; false or absent switches it off."""
-    if not isinstance(value, dict):
-        raise ValueError(f"[probes] must be a table of probe = true | {{ parameters }}, got {value!r}")
-    resolved = {}
-    for name, params in value.items():
-        if params is False:
-            continue
-        if params is True:
-            params = {}
-        if not isinstance(params, dict):
-            raise ValueError(f"probes.{name}: expected true, false or a table of parameters, got {params!r}")
-        resolved[name] = {k: v for k, v in lookup("probe").resolve({**params, "name": name}).items() if k != "name"}
-    return resolved
+def _named_table(kind: str, section: str) -> Any:
+    """``[probes]`` / ``[analysis]``: name = true, or = { its parameters }; false or absent switches it off."""
+
+    def resolve(value: Any) -> dict[str, dict[str, Any]]:
+        if not isinstance(value, dict):
+            raise ValueError(f"[{section}] must be a table of {kind} = true | {{ parameters }}, got {value!r}")
+        resolved = {}
+        for name, params in value.items():
+            if params is False:
+                continue
+            if params is True:
+                params = {}
+            if not isinstance(params, dict):
+                raise ValueError(f"{section}.{name}: expected true, false or a table of parameters, got {params!r}")
+            resolved[name] = {k: v for k, v in lookup(kind).resolve({**params, "name": name}).items() if k != "name"}
+        return resolved
+
+    return BeforeValidator(resolve)
 
 
-Probes = Annotated[dict[str, dict[str, Any]], BeforeValidator(_probe_table)]
+Probes = Annotated[dict[str, dict[str, Any]], _named_table("probe", "probes")]
+Analyses = Annotated[dict[str, dict[str, Any]], _named_table("analysis", "analysis")]
 
 
 class _Section(BaseModel):
@@ -196,6 +201,7 @@ class Study(_Section):
     train: TrainSpec = Field(default_factory=TrainSpec)
     probes: Probes = Field({}, description="measurements taken while training (probes.py)")
     checkpoints: Checkpoints = Field(default_factory=Checkpoints)
+    analysis: Analyses = Field({}, description="analyses of each run's final weights (analysis/__init__.py)")
     sweep: SweepSpec = Field(default_factory=SweepSpec)
     quick: dict[str, Any] | None = None
 
@@ -329,8 +335,8 @@ def validate_study(doc: dict[str, Any], where: str = "") -> Study:
 
 def config_id_of(config: dict[str, Any]) -> str:
     """A short stable hash of a run configuration without its seed (trials share it) and without
-    what does not change its numbers (how often it is checkpointed)."""
-    body = {k: v for k, v in config.items() if k not in ("seed", "checkpoints")}
+    what does not change its training (how often it is checkpointed, what is analysed afterwards)."""
+    body = {k: v for k, v in config.items() if k not in ("seed", "checkpoints", "analysis")}
     return hashlib.sha1(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
@@ -364,7 +370,7 @@ def plan_study(doc: dict[str, Any], *, quick: bool = False, sets: list[tuple[str
         resolved = validate_study(run_doc, where)
         # JSON-normal (tuples become lists): the configuration that runs is exactly the one stored
         config = json.loads(json.dumps(resolved.model_dump(include={"plugins", "data", "model", "train", "probes",
-                                                                          "checkpoints"})))
+                                                                          "checkpoints", "analysis"})))
         config_id = config_id_of(config)
         if config_id in seen:
             continue

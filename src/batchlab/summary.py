@@ -127,3 +127,41 @@ def _fmt_field(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return "–" if value is None else str(value)
+
+
+def measurement_stats(results: Results, kind: str) -> list[dict[str, Any]]:
+    """Per (configuration, label) of one analysis: the varying config fields and stats() of each
+    headline number over trials. Failed analyses are counted (``failed``), never averaged in."""
+    from batchlab.analysis import HEADLINES
+
+    m = results.measurements
+    if len(m) == 0 or kind not in set(m["kind"]):
+        return []
+    m = m[m["kind"] == kind]
+    runs = results.runs
+    fields = varying_fields(runs) if len(runs) else []
+    firsts = runs.groupby("config_id", sort=False).first() if len(runs) else None
+    rows = []
+    for (config_id, label), group in m.groupby(["config_id", "label"], sort=False):
+        row: dict[str, Any] = {}
+        if firsts is not None and config_id in firsts.index:
+            row.update({f: _plain(firsts.loc[config_id, f]) for f in fields})
+        row.update(config_id=config_id, label=label)
+        ok = group[group["status"] == "ok"] if "status" in group else group
+        row["failed"] = int(len(group) - len(ok))
+        for key in HEADLINES.get(kind, []):
+            row[key] = stats(ok[key]) if key in ok else stats([])
+        rows.append(row)
+    return rows
+
+
+def summarize_measurements(results: Results, kind: str) -> list[dict[str, Any]]:
+    """measurement_stats as printable rows: 'mean ± std (n)' per headline number."""
+    rows = []
+    for row in measurement_stats(results, kind):
+        out = {k: _fmt_field(v) for k, v in row.items() if not isinstance(v, dict)}
+        for key, s in row.items():
+            if isinstance(s, dict):
+                out[key] = f"{_pm(s, 1.0, 4)} (n={s['n']})" if s["n"] else "–"
+        rows.append(out)
+    return rows

@@ -53,10 +53,30 @@ def run_task(run: RunSpec, emit: Callable[[Event], None], directory: str | None 
             warnings.simplefilter("ignore", BatchlabWarning)  # preflight reported them once for the study
             result = train_run(run.config, lambda epoch, metrics: emit(("epoch", run.run_id, epoch, metrics)),
                                on_checkpoint=checkpoint if directory else None)
+        if result.status == "finished":
+            analyze_at_end(run, result, emit, directory)
         emit(("end", run.run_id, result.status, result.stop_reason, result.summary, None))
     except Exception as e:  # noqa: BLE001 - recorded in the store; the sweep goes on
         message = f"{type(e).__name__}: {e}"
         emit(("end", run.run_id, "failed", "error", {}, message + "\n" + traceback.format_exc()))
+
+
+def analyze_at_end(run: RunSpec, result: Any, emit: Callable[[Event], None], directory: str | None) -> None:
+    """The spec's per-run analyses on the trained model, before the run is reported finished
+    (pairwise ones need two runs and are done by the driver after the sweep)."""
+    from pathlib import Path
+
+    from batchlab.analysis import PAIRWISE
+    from batchlab.analysis.runner import analyze_minimum, minimum_from_model
+
+    wanted = {k: v for k, v in run.config.get("analysis", {}).items() if k not in PAIRWISE}
+    if not wanted:
+        return
+    scratch = Path(directory) / "analysis" / run.run_id if directory else None
+    minimum = minimum_from_model(run.run_id, run.config_id, run.config, result.summary["epochs"], result.model, scratch)
+    for name, params in wanted.items():
+        label, data = analyze_minimum(name, params, minimum)
+        emit(("measurement", name, run.config_id, run.seed, label, data))
 
 
 @contextmanager
@@ -115,6 +135,8 @@ def execute(runs: list[RunSpec], store: ResultsStore, jobs: int, reporter: Repor
             reporter.epoch(run_id, event[2], event[3])
         elif kind == "checkpoint":
             store.add_checkpoint(run_id, event[2], event[3])
+        elif kind == "measurement":
+            store.add_measurement(*event[1:])
         else:
             _, _, status, stop_reason, summary, error = event
             store.finish_run(run_id, status, stop_reason, summary, error)
