@@ -255,7 +255,7 @@ def test_spec_analyses_run_with_the_study_and_the_cli_adds_more(tmp_path, capsys
     spec = tmp_path / "analysed.toml"
     spec.write_text(ANALYSED)
     out = tmp_path / "out"
-    done = batchlab("run", str(spec), "--out", str(out), "--jobs", "1", "--quiet")
+    done = batchlab("run", str(spec), "--out", str(out), "--jobs", "1", "--quiet", "--no-report")
     assert done.returncode == 0, done.stderr
 
     from batchlab.store import load
@@ -268,7 +268,7 @@ def test_spec_analyses_run_with_the_study_and_the_cli_adds_more(tmp_path, capsys
     assert sorted(pairs["seed"]) == [0, 1] and all(len(a) == 5 for a in pairs["alpha"])
     assert (pairs["batch_a"] == 8).all() and (pairs["batch_b"] == 120).all()
 
-    assert main(["run", str(spec), "--out", str(out), "--quiet"]) == 0  # nothing to redo
+    assert main(["run", str(spec), "--out", str(out), "--quiet", "--no-report"]) == 0  # nothing to redo
     assert len(load(out).measurements) == len(m)
 
     run_id = load(out).runs["run_id"][0]
@@ -290,7 +290,7 @@ def trained(tmp_path_factory):
     spec = tmp_path_factory.mktemp("spec") / "tiny.toml"
     spec.write_text(TINY_STUDY)
     out = tmp_path_factory.mktemp("trained")
-    assert batchlab("run", str(spec), "--out", str(out), "--set", "train.epochs=1", "--jobs", "1",
+    assert batchlab("run", str(spec), "--out", str(out), "--set", "train.epochs=1", "--jobs", "1", "--no-report",
                     "--quiet").returncode == 0
     return out
 

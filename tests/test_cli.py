@@ -21,6 +21,7 @@ def test_run_ls_export_end_to_end(tiny_spec, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "[4/4]" in done.stderr  # one log line per finished run
     assert "train.batch_size" in done.stdout and "test acc %" in done.stdout
+    assert (out / "report.html").exists() and (out / "summary.md").exists() and (out / "figures" / "curves.svg").exists()
 
     listed = batchlab("ls", str(out), "--json")
     assert listed.returncode == 0, listed.stderr
@@ -42,7 +43,7 @@ def test_run_ls_export_end_to_end(tiny_spec, tmp_path):
     table = batchlab("ls", str(out))
     assert table.returncode == 0 and "± " in table.stdout
 
-    again = batchlab("run", str(tiny_spec), "--out", str(out), "--resume", "--quiet")
+    again = batchlab("run", str(tiny_spec), "--out", str(out), "--resume", "--quiet", "--no-report")
     assert again.returncode == 0 and "into the study" not in again.stderr  # nothing left to do
 
     exported = batchlab("export", str(out), "--csv", "--to", str(tmp_path / "csv"))
@@ -55,7 +56,7 @@ def test_run_ls_export_end_to_end(tiny_spec, tmp_path):
 
 
 def test_default_out_is_runs_slash_name(tiny_spec, tmp_path):
-    done = batchlab("run", str(tiny_spec), "--jobs", "1", "--quiet", "--set", "sweep.trials=1",
+    done = batchlab("run", str(tiny_spec), "--jobs", "1", "--quiet", "--no-report", "--set", "sweep.trials=1",
                     "--set", "train.epochs=1", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "runs" / "tiny" / "results.db").exists()
@@ -82,7 +83,7 @@ def test_bad_input_is_one_line_and_exit_2(tiny_spec, tmp_path, args, message):
 
 
 def test_accumulation_with_batch_norm_warns_once_per_study(tiny_spec, tmp_path):
-    done = batchlab("run", str(tiny_spec), "--out", str(tmp_path / "out"), "--jobs", "2", "--quiet",
+    done = batchlab("run", str(tiny_spec), "--out", str(tmp_path / "out"), "--jobs", "2", "--quiet", "--no-report",
                     "--set", "model.norm=batch", "--set", "train.accumulate=2", "--set", "train.epochs=1")
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("warning: train.accumulate = 2 with batch norm") == 1

@@ -24,12 +24,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a field by dotted name, e.g. --set train.epochs=5 (repeatable)")
     run.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
+    run.add_argument("--no-report", action="store_true", help="skip writing report.html, figures/ and summary.md")
 
     ls = sub.add_parser("ls", help="one row per configuration: final metrics, mean ± std over trials")
     ls.add_argument("directory")
     ls.add_argument("--json", action="store_true", help="JSON, one object per configuration")
 
     sub.add_parser("recipes", help="list the built-in recipes")
+
+    report = sub.add_parser("report", help="write DIR/report.html, DIR/figures/*.png|svg and DIR/summary.md")
+    report.add_argument("directory")
 
     def point(name: str, help_text: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text)
@@ -86,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"run": cmd_run, "ls": cmd_ls, "recipes": cmd_recipes, "export": cmd_export,
                     "noise-scale": cmd_measure, "grad-stats": cmd_measure, "memory": cmd_measure,
-                    "analyze": cmd_analyze}
+                    "analyze": cmd_analyze, "report": cmd_report}
         return commands[args.command](args)
     except SpecError as e:
         print(f"batchlab: error: {e}", file=sys.stderr)
@@ -128,6 +132,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     _analyze_after_sweep(out, plan.runs, jobs)
     rows = summarize(load(out), config_ids=list(dict.fromkeys(r.config_id for r in plan.runs)))
     _print_table(rows, f"{plan.study.name}: {out}")
+    if not args.no_report:
+        from batchlab.report import write_report
+
+        print(f"report: {write_report(out)}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from batchlab.report import write_report
+
+    path = write_report(args.directory)
+    print(f"wrote {path}, {path.parent / 'summary.md'} and {path.parent / 'figures'}/")
     return 0
 
 

@@ -33,6 +33,10 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._builders)
 
+    def in_order(self) -> list[str]:
+        """Names in the order they were registered (e.g. the order of a report's figures)."""
+        return list(self._builders)
+
     def get(self, name: str) -> Callable[..., Any]:
         try:
             return self._builders[name]
@@ -94,6 +98,7 @@ _HOMES = {
     "batch schedule": ("batchlab.batch_schedules", "batch_schedules"),
     "probe": ("batchlab.probes", "probes"),
     "analysis": ("batchlab.analysis", "analyses"),
+    "figure": ("batchlab.report.figures", "figures"),
 }
 
 
