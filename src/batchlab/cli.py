@@ -25,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="override a field by dotted name, e.g. --set train.epochs=5 (repeatable)")
     run.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
     run.add_argument("--no-report", action="store_true", help="skip writing report.html, figures/ and summary.md")
+    run.add_argument("--vectorize", choices=["auto", "on", "off"], default="auto",
+                     help="train a configuration's trials as one stacked model: auto (where a cached calibration "
+                          "says it is faster here), on (wherever possible), off (default: auto)")
 
     ls = sub.add_parser("ls", help="one row per configuration: final metrics, mean ± std over trials")
     ls.add_argument("directory")
@@ -126,9 +129,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         jobs = args.jobs or default_jobs()
         quiet = args.quiet or not sys.stderr.isatty()
         with (LogReporter if quiet else BarReporter)(len(plan.runs)) as reporter:
-            execute(plan.runs, store, jobs, reporter)
+            notes = execute(plan.runs, store, jobs, reporter, vectorize=args.vectorize)
     finally:
         store.close()
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     _analyze_after_sweep(out, plan.runs, jobs)
     rows = summarize(load(out), config_ids=list(dict.fromkeys(r.config_id for r in plan.runs)))
     _print_table(rows, f"{plan.study.name}: {out}")

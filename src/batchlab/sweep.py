@@ -61,6 +61,75 @@ def run_task(run: RunSpec, emit: Callable[[Event], None], directory: str | None 
         emit(("end", run.run_id, "failed", "error", {}, message + "\n" + traceback.format_exc()))
 
 
+def run_group(runs: list[RunSpec], emit: Callable[[Event], None], directory: str | None = None) -> None:
+    """Train trials of one configuration together (vectorized.py); a single run, alone."""
+    if len(runs) == 1:
+        run_task(runs[0], emit, directory)
+        return
+    from batchlab.checkpoints import checkpoint_path, save_checkpoint
+    from batchlab.vectorized import train_trials
+
+    def checkpoint(i: int, epoch: int, model: Any) -> None:
+        path = checkpoint_path(directory, runs[i].run_id, epoch)
+        save_checkpoint(model, path)
+        emit(("checkpoint", runs[i].run_id, epoch, str(path.relative_to(directory))))
+
+    for run in runs:
+        emit(("start", run.run_id))
+    try:
+        results = train_trials([r.config for r in runs],
+                               lambda i, epoch, metrics: emit(("epoch", runs[i].run_id, epoch, metrics)),
+                               on_checkpoint=checkpoint if directory else None)
+    except Exception as e:  # noqa: BLE001 - recorded in the store; the sweep goes on
+        message = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
+        for run in runs:
+            emit(("end", run.run_id, "failed", "error", {}, message))
+        return
+    for run, result in zip(runs, results, strict=True):
+        if result.status == "finished":
+            analyze_at_end(run, result, emit, directory)
+        emit(("end", run.run_id, result.status, result.stop_reason, result.summary, None))
+
+
+GROUP_SIZE = 5  # trials stacked together; fixed, so the numbers never depend on --jobs
+
+
+def plan_tasks(todo: list[RunSpec], vectorize: str) -> tuple[list[list[RunSpec]], list[str]]:
+    """Split the runs into tasks: stacked trial groups where ``vectorize`` (on | auto) allows, else
+    single runs. Returns the tasks and one note per configuration that could not be stacked."""
+    if vectorize == "off":
+        return [[r] for r in todo], []
+    from batchlab.data import load_data
+    from batchlab.engine import build
+    from batchlab.vectorized import calibrate, why_not
+
+    by_config: dict[str, list[RunSpec]] = {}
+    for run in todo:
+        by_config.setdefault(run.config_id, []).append(run)
+    tasks: list[list[RunSpec]] = []
+    notes: list[str] = []
+    for config_id, group in by_config.items():
+        group.sort(key=lambda r: r.seed)
+        config = group[0].config
+        if len(group) < 2:
+            tasks.append(group)
+            continue
+        model, _ = build(config, load_data(config["data"]))
+        reason = why_not(config, model)
+        if reason is None and vectorize == "auto":
+            with single_thread():
+                speedup = calibrate(config, min(GROUP_SIZE, len(group)))
+            if speedup < 1.1:
+                reason = f"stacking measured {speedup:.2f}x as fast as one by one at batch size " \
+                         f"{config['train']['batch_size']} here"
+        if reason is not None:
+            notes.append(f"configuration {config_id} runs its trials one by one: {reason}")
+            tasks.extend([r] for r in group)
+            continue
+        tasks.extend(group[i : i + GROUP_SIZE] for i in range(0, len(group), GROUP_SIZE))
+    return tasks, notes
+
+
 def analyze_at_end(run: RunSpec, result: Any, emit: Callable[[Event], None], directory: str | None) -> None:
     """The spec's per-run analyses on the trained model, before the run is reported finished
     (pairwise ones need two runs and are done by the driver after the sweep)."""
@@ -107,8 +176,8 @@ def _worker_init(events: Any, plugins: list[str], directory: str | None) -> None
         importlib.import_module(module)
 
 
-def _worker_main(run: RunSpec) -> None:
-    run_task(run, _EVENTS.put, _DIRECTORY)
+def _worker_main(task: list[RunSpec]) -> None:
+    run_group(task, _EVENTS.put, _DIRECTORY)
 
 
 def _cost(run: RunSpec) -> float:
@@ -120,9 +189,18 @@ def _cost(run: RunSpec) -> float:
     return epochs * (1.0 + 100.0 / train["batch_size"]) * (2.0 if train["sam"] else 1.0)
 
 
-def execute(runs: list[RunSpec], store: ResultsStore, jobs: int, reporter: Reporter) -> None:
-    """Run every run not yet finished or diverged (so re-running a directory resumes it)."""
-    todo = sorted((r for r in runs if store.status(r.run_id) not in DONE), key=_cost, reverse=True)
+def _task_cost(task: list[RunSpec]) -> float:
+    return sum(_cost(r) for r in task) / (1.5 if len(task) > 1 else 1.0)
+
+
+def execute(runs: list[RunSpec], store: ResultsStore, jobs: int, reporter: Reporter, vectorize: str = "off"
+            ) -> list[str]:
+    """Run every run not yet finished or diverged (so re-running a directory resumes it).
+
+    ``vectorize`` (off | on | auto) stacks the trials of a configuration where it can (see
+    plan_tasks); returns the notes on configurations that could not be stacked.
+    """
+    todo = [r for r in runs if store.status(r.run_id) not in DONE]
     by_id = {r.run_id: r for r in todo}
 
     def handle(event: Event) -> None:
@@ -143,31 +221,37 @@ def execute(runs: list[RunSpec], store: ResultsStore, jobs: int, reporter: Repor
             reporter.ended(run_id, status, error)
 
     if not todo:
-        return
-    if jobs <= 1 or len(todo) == 1:
+        return []
+    tasks, notes = plan_tasks(todo, vectorize)
+    tasks.sort(key=_task_cost, reverse=True)
+    if jobs <= 1 or len(tasks) == 1:
         with single_thread():
-            for run in todo:
-                run_task(run, handle, str(store.directory))
-        return
-    _execute_in_pool(todo, min(jobs, len(todo)), handle, str(store.directory))
+            for task in tasks:
+                run_group(task, handle, str(store.directory))
+        return notes
+    _execute_in_pool(tasks, min(jobs, len(tasks)), handle, str(store.directory))
+    return notes
 
 
-def _execute_in_pool(todo: list[RunSpec], workers: int, handle: Callable[[Event], None], directory: str) -> None:
+def _execute_in_pool(tasks: list[list[RunSpec]], workers: int, handle: Callable[[Event], None], directory: str
+                     ) -> None:
     context = mp.get_context("spawn")  # a fresh interpreter: no forked torch thread pools
     events = context.Queue()
-    plugins = sorted({p for r in todo for p in r.config.get("plugins", [])})
+    plugins = sorted({p for task in tasks for r in task for p in r.config.get("plugins", [])})
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(events, plugins, directory))
+    total = sum(len(task) for task in tasks)
     try:
-        futures: dict[Future[None], RunSpec] = {pool.submit(_worker_main, run): run for run in todo}
+        futures: dict[Future[None], list[RunSpec]] = {pool.submit(_worker_main, task): task for task in tasks}
         ended: set[str] = set()
-        while len(ended) < len(todo):
+        while len(ended) < total:
             try:
                 event = events.get(timeout=0.2)
             except queue_module.Empty:
-                for future, run in futures.items():  # a worker that died cannot send its own end
-                    if future.done() and future.exception() and run.run_id not in ended:
-                        handle(("end", run.run_id, "failed", "error", {}, f"worker died: {future.exception()!r}"))
-                        ended.add(run.run_id)
+                for future, task in futures.items():  # a worker that died cannot send its own end
+                    for run in task:
+                        if future.done() and future.exception() and run.run_id not in ended:
+                            handle(("end", run.run_id, "failed", "error", {}, f"worker died: {future.exception()!r}"))
+                            ended.add(run.run_id)
                 continue
             handle(event)
             if event[0] == "end":

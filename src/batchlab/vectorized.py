@@ -1,0 +1,267 @@
+"""Vectorized trials: several runs that differ only in their seed, trained as one stacked model.
+
+A batch-size study repeats every configuration over many seeds, and at small batch sizes each
+step is too small to keep a core busy: most of its time is Python and kernel-launch overhead.
+Stacking the R trials' parameters along a new leading dimension (``torch.func.stack_module_state``)
+and running one ``vmap``-ed forward/backward per step pays that overhead once for all R.
+
+Each trial keeps everything that makes it itself: its own initialization (each model is built
+with its own seed, exactly as a one-by-one run), its own batch order (its own generator), its own
+stop rules and its own results. The update is the optimizer's own, applied to the stacked tensors:
+SGD and Adam are elementwise, so the stacked update is each run's update. What differs from
+one-by-one training is only the order of float operations inside batched matrix products, so the
+numbers agree to float tolerance, not bit for bit (tested).
+
+Not everything stacks. ``why_not`` names the reason a configuration runs one by one instead:
+batch-norm running statistics and dropout (stateful or random per call), probes (they read one
+model), SAM, accumulation and clipping (their global norms would mix the runs), and optimizers
+whose update is not elementwise (LARS, LAMB).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from batchlab.data import DataSplits, load_data
+from batchlab.engine import RunResult, StopRules, build, channels_last
+from batchlab.losses import Loss
+from batchlab.optim import optimizers
+from batchlab.timetable import Timetable
+
+ELEMENTWISE_OPTIMIZERS = {"sgd", "adam", "adamw"}
+
+
+def why_not(config: dict[str, Any], model: nn.Module | None = None) -> str | None:
+    """None if the configuration's trials can be trained stacked; else the reason, in words."""
+    train = config["train"]
+    if config.get("probes"):
+        return "probes read one model at a time"
+    if train["sam"] is not None or train["accumulate"] > 1 or train["clip_grad_norm"] is not None:
+        return "SAM, accumulation and clipping use norms over the whole model"
+    if train["schedule"]["name"] == "plateau":
+        return "a plateau schedule follows each run's own metrics"
+    if train["optimizer"]["name"] not in ELEMENTWISE_OPTIMIZERS:
+        return f"optimizer {train['optimizer']['name']!r} is not elementwise"
+    if model is not None:
+        if any(isinstance(m, nn.modules.batchnorm._BatchNorm | nn.Dropout) for m in model.modules()):
+            return "batch-norm running statistics and dropout are per-call state"
+    return None
+
+
+class StackedTrials:
+    """R copies of one architecture as stacked parameters, with batched forward, loss and evaluation."""
+
+    def __init__(self, models: list[nn.Module], loss: Loss) -> None:
+        self.template = copy.deepcopy(models[0]).to("meta")
+        self.params, self.buffers = stack_module_state(models)
+        self.loss = loss
+        self.size = len(models)
+
+        def forward(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor
+                    ) -> torch.Tensor:
+            return functional_call(self.template, (params, buffers), (x,))
+
+        self.forward = forward
+        self._train_outputs = vmap(forward, in_dims=(0, 0, 0))  # every run its own batch
+        self._eval_outputs = vmap(forward, in_dims=(0, 0, None))  # every run the same examples
+        self._losses = vmap(loss.__call__)
+        self._correct = vmap(loss.correct)
+
+    def losses(self, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        """Each run's mean loss on its own batch: xs is [R, B, ...], ys [R, B]."""
+        return self._losses(self._train_outputs(self.params, self.buffers, xs), ys)
+
+    def step(self, xs: torch.Tensor, ys: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """One update of every run; runs are independent, so the gradient of the summed losses is,
+        in each run's slice, that run's own gradient."""
+        optimizer.zero_grad(set_to_none=True)
+        self.losses(xs, ys).sum().backward()
+        optimizer.step()
+
+    @torch.inference_mode()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each run's mean loss and accuracy over a whole split.
+
+        On a CPU one run at a time: evaluation batches are large, and stacking them multiplies the
+        activations that stream through the cache (the vmapped pass measured 3x slower per run).
+        """
+        total = torch.zeros(self.size, dtype=torch.float64)
+        correct = torch.zeros(self.size, dtype=torch.float64)
+        batched = x.is_cuda
+        for start in range(0, len(y), chunk):
+            xb, yb = x[start : start + chunk], y[start : start + chunk]
+            if batched:
+                out = self._eval_outputs(self.params, self.buffers, xb)
+                total += self._losses(out, yb.expand(self.size, *yb.shape)).double().cpu() * len(yb)
+                correct += self._correct(out, yb.expand(self.size, *yb.shape)).double().cpu()
+                continue
+            for i in range(self.size):
+                out = self.forward({k: v[i] for k, v in self.params.items()},
+                                   {k: v[i] for k, v in self.buffers.items()}, xb)
+                total[i] += float(self.loss(out, yb)) * len(yb)
+                correct[i] += float(self.loss.correct(out, yb))
+        return total / len(y), correct / len(y)
+
+    def model(self, index: int, like: nn.Module) -> nn.Module:
+        """Run ``index`` as an ordinary module (for checkpoints and analyses)."""
+        model = copy.deepcopy(like)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(self.params[name][index])
+            for name, b in model.named_buffers():
+                b.copy_(self.buffers[name][index])
+        return model
+
+
+def train_trials(configs: list[dict[str, Any]], on_epoch: Callable[[int, int, dict[str, Any]], None],
+                 data: DataSplits | None = None,
+                 on_checkpoint: Callable[[int, int, nn.Module], None] | None = None) -> list[RunResult]:
+    """Train runs that differ only in seed together; ``on_epoch(index, epoch, metrics)`` per run.
+
+    The same records and summaries as ``engine.train_run`` gives each run alone; ``seconds`` is the
+    group's training time divided among its runs, and the summary notes ``vectorized`` = R.
+    """
+    train_cfg = configs[0]["train"]
+    data = data or load_data(configs[0]["data"])
+    built = [build(config, data) for config in configs]
+    models, loss = [m for m, _ in built], built[0][1]
+    data = channels_last(models[0], data)
+    for m in models[1:]:
+        channels_last(m, data)
+    reason = why_not(configs[0], models[0])
+    if reason:
+        raise ValueError(f"these runs cannot be vectorized: {reason}")
+    stacked = StackedTrials(models, loss)
+    params = list(stacked.params.values())
+    x_train, y_train = data.train.x, data.train.y
+    n, size = len(y_train), len(configs)
+    timetable = Timetable(train_cfg, n)
+    optimizer = optimizers.build(train_cfg["optimizer"], params, timetable.lr(0))
+    orders = [torch.Generator().manual_seed(config["seed"]) for config in configs]
+    splits = data.named_splits()
+    rules = [StopRules(train_cfg) for _ in configs]
+    every = configs[0].get("checkpoints", {}).get("every", 0)
+    summaries: list[dict[str, Any]] = [{"epochs_planned": timetable.epochs, "steps_per_epoch": timetable.steps(0),
+                                        "vectorized": size} for _ in configs]
+    reasons: list[str | None] = [None] * size
+    steps, examples, train_seconds, eval_seconds = 0, 0, 0.0, 0.0
+
+    def measure(epoch: int, lrs: tuple[float, float], batch: int, seconds: float) -> list[dict[str, Any]]:
+        nonlocal eval_seconds
+        start = time.perf_counter()
+        records = [{"lr": lrs[0], "lr_end": lrs[1], "batch_size": batch, "step": steps, "examples": examples,
+                    "seconds": seconds / size} for _ in configs]
+        for name, split in splits.items():
+            losses, accs = stacked.evaluate(split.x, split.y, train_cfg["eval_batch_size"])
+            for record, value, acc in zip(records, losses.tolist(), accs.tolist(), strict=True):
+                record[f"{name}_loss"], record[f"{name}_acc"] = value, acc
+        spent = (time.perf_counter() - start) / size
+        eval_seconds += spent
+        for i, record in enumerate(records):
+            record["eval_seconds"] = spent
+            if reasons[i] is None:
+                on_epoch(i, epoch, record)
+        return records
+
+    def checkpoint(epoch: int, i: int) -> None:
+        if on_checkpoint is not None:
+            on_checkpoint(i, epoch, stacked.model(i, models[i]))
+
+    measure(0, (timetable.lr(0),) * 2, timetable.batch_size(0), 0.0)
+    for i in range(size):
+        checkpoint(0, i)
+    current_lr = timetable.lr(0)
+    for epoch in range(1, timetable.epochs + 1):
+        batch, n_steps = timetable.batch_size(epoch - 1), timetable.steps(epoch - 1)
+        rates = [timetable.lr(epoch - 1, i, n_steps) for i in range(n_steps)]
+        start = time.perf_counter()
+        perms = torch.stack([torch.randperm(n, generator=order) for order in orders])
+        xs, ys = x_train[perms], y_train[perms]  # [R, n, ...]: each run its own order, one gather per epoch
+        for i in range(n_steps):
+            if rates[i] != current_lr:
+                for group in optimizer.param_groups:
+                    group["lr"] = rates[i]
+                current_lr = rates[i]
+            stacked.step(xs[:, i * batch : (i + 1) * batch], ys[:, i * batch : (i + 1) * batch], optimizer)
+        seconds = time.perf_counter() - start
+        train_seconds += seconds
+        steps += n_steps
+        examples += min(n, n_steps * batch)
+        records = measure(epoch, (rates[0], rates[-1]), batch, seconds)
+        timetable.observe(records[0])  # schedules that observe metrics would differ per run: see why_not
+        for i, record in enumerate(records):
+            if reasons[i] is not None:
+                continue
+            summaries[i].update(epochs=epoch, steps=steps, examples=examples, train_seconds=train_seconds / size,
+                                eval_seconds=eval_seconds)
+            reasons[i] = rules[i].check(epoch, record, summaries[i])
+            if reasons[i] or epoch == timetable.epochs or (every and epoch % every == 0):
+                checkpoint(epoch, i)
+        if all(r is not None for r in reasons):
+            break
+    results = []
+    for i in range(size):
+        reason = reasons[i]
+        results.append(RunResult("diverged" if reason == "diverged" else "finished", reason or "epochs", summaries[i],
+                                 stacked.model(i, models[i])))
+    return results
+
+
+
+def calibrate(config: dict[str, Any], group_size: int, steps: int = 8) -> float:
+    """How much faster ``group_size`` stacked trials step than the same trials one by one, for this
+    configuration's model, data and batch size on this machine (one thread, as workers run).
+
+    Measured once and cached (``$BATCHLAB_CACHE/vectorize-calibration.json``): a fraction of a
+    second of training steps, against minutes of study.
+    """
+    import json
+
+    from batchlab.data import cache_dir
+    from batchlab.updates import make_step
+
+    train = config["train"]
+    key = json.dumps({"model": config["model"], "data": config["data"], "batch_size": train["batch_size"],
+                      "optimizer": train["optimizer"], "group": group_size, "threads": torch.get_num_threads(),
+                      "torch": torch.__version__}, sort_keys=True)
+    path = cache_dir() / "vectorize-calibration.json"
+    known = json.loads(path.read_text()) if path.exists() else {}
+    if key in known:
+        return float(known[key])
+    data = load_data(config["data"])
+    built = [build({**config, "seed": seed}, data) for seed in range(group_size)]
+    models, loss = [m for m, _ in built], built[0][1]
+    data = channels_last(models[0], data)
+    for m in models[1:]:
+        channels_last(m, data)
+    batch = min(train["batch_size"], len(data.train.y))
+    x, y = data.train.x[:batch], data.train.y[:batch]
+
+    def timed(step: Callable[[], None]) -> float:
+        step()
+        step()  # warm-up: allocations and first-call dispatch
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        return time.perf_counter() - start
+
+    alone = [make_step(m, loss, optimizers.build(train["optimizer"], m.parameters(), train["lr"]), train)
+             for m in models]
+    one_by_one = timed(lambda: [step(x, y) for step in alone] and None)
+    stacked = StackedTrials(models, loss)
+    optimizer = optimizers.build(train["optimizer"], list(stacked.params.values()), train["lr"])
+    xs, ys = x.expand(group_size, *x.shape), y.expand(group_size, *y.shape)
+    together = timed(lambda: stacked.step(xs, ys, optimizer))
+    known[key] = one_by_one / together
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(known, indent=1))
+    tmp.replace(path)
+    return float(known[key])
