@@ -4,11 +4,17 @@ Baselines do the same work (same data, model, optimizer, per-epoch evaluation of
 test sets) written the usual ways, in one process with PyTorch's default threads:
   dataloader: DataLoader over a TensorDataset (shuffle=True), as most tutorials do;
   in-memory:  tensors sliced by hand, no DataLoader.
-batchlab runs through its CLI (worker processes, one thread each), start-up included.
+batchlab runs through its CLI (worker processes, one thread each), start-up included, without
+writing the report (the loops draw no figures either).
+
+The arithmetic limit is the study's floating-point work (forward and backward of every training
+step, forward of every evaluation, counted by torch.utils.flop_counter) divided by this machine's
+float32 matrix-multiply rate on all cores; per batch size, each run's measured compute time is
+compared with its own single-core limit.
 
     python benches/seed000.py               # the full main job (~10 minutes here)
     python benches/seed000.py --trials 2    # a shorter comparison
-    python benches/seed000.py --skip-baselines   # batchlab alone, without and with the default probes
+    python benches/seed000.py --skip-baselines   # batchlab alone, against the arithmetic limit
 """
 
 from __future__ import annotations
@@ -83,38 +89,88 @@ def time_plain(trials: int, epochs: int, use_dataloader: bool) -> float:
     return time.perf_counter() - start
 
 
-def time_batchlab(trials: int, epochs: int, probes: list[str] = ()) -> tuple[float, float]:
-    """Wall time of the CLI, and the share of the runs' time their probes took (0 without probes)."""
+def time_batchlab(trials: int, epochs: int, probes: list[str] = (), vectorize: str = "auto"
+                  ) -> tuple[float, float, object]:
+    """Wall time of the CLI, the share of the runs' time their probes took (0 without probes), and
+    the runs table."""
     import batchlab
 
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "batchlab", "run", "mnist-pairs", "--out", out, "--quiet",
-                        "--set", f"sweep.trials={trials}", "--set", f"train.epochs={epochs}",
+        subprocess.run([sys.executable, "-m", "batchlab", "run", "mnist-pairs", "--out", out, "--quiet", "--no-report",
+                        "--vectorize", vectorize, "--set", f"sweep.trials={trials}", "--set", f"train.epochs={epochs}",
                         *[arg for name in probes for arg in ("--set", f"probes.{name}=true")]],
                        check=True, capture_output=True)
         wall = time.perf_counter() - start
-        epochs_table = batchlab.load(out).epochs
+        results = batchlab.load(out)
+        epochs_table = results.epochs
         spent = epochs_table[["seconds", "eval_seconds"]].to_numpy().sum()
         probed = epochs_table["probe_seconds"].sum() if "probe_seconds" in epochs_table else 0.0
-        return wall, probed / spent
+        return wall, probed / spent, results.runs
+
+
+def matmul_rate(threads: int) -> float:
+    """float32 FLOP/s of a 1024x1024 matrix product with this many threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    for _ in range(3):
+        a @ b
+    start, n = time.perf_counter(), 20
+    for _ in range(n):
+        a @ b
+    rate = n * 2 * 1024**3 / (time.perf_counter() - start)
+    torch.set_num_threads(before)
+    return rate
+
+
+def study_flops(epochs: int) -> dict[int, float]:
+    """FLOPs of one run, by batch size: every training step (forward + backward) and every
+    evaluation of the train and test sets (forward, epoch 0 included)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    doc, _ = read_document("mnist-pairs")
+    data = load_data(plan_study(doc).runs[0].config["data"])
+    model = models.build(models.resolve("pair-cnn"), data.input_shape, 2)
+    x, y = data.train.x, data.train.y
+    with FlopCounterMode(display=False) as train_count:
+        F.cross_entropy(model(x), y).backward()
+    with torch.no_grad(), FlopCounterMode(display=False) as eval_count:
+        model(x)
+    per_epoch_train = train_count.get_total_flops()  # the whole training set once: any batch size
+    per_eval = eval_count.get_total_flops() * (len(y) + len(data.test.y)) / len(y)
+    return {b: epochs * per_epoch_train + (epochs + 1) * per_eval for b, _ in CONFIGS}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=80)
-    parser.add_argument("--skip-baselines", action="store_true", help="time batchlab only (with and without probes)")
+    parser.add_argument("--skip-baselines", action="store_true", help="time batchlab only (no probes, no plain loops)")
+    parser.add_argument("--vectorize", default="auto", choices=["auto", "on", "off"])
     args = parser.parse_args()
     print(f"seed-000 main job: 5 configurations x {args.trials} trials x {args.epochs} epochs, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads by default", flush=True)
-    ours, _ = time_batchlab(args.trials, args.epochs)
-    print(f"batchlab (CLI, all cores)      {ours:8.1f} s", flush=True)
-    probed, share = time_batchlab(args.trials, args.epochs, DEFAULT_PROBES)
-    print(f"batchlab + default probes      {probed:8.1f} s   +{100 * (probed / ours - 1):.1f}% wall time; "
-          f"probes took {100 * share:.1f}% of training + evaluation time ({', '.join(DEFAULT_PROBES)})", flush=True)
+    cores = torch.get_num_threads()
+    all_cores, one_core = matmul_rate(cores), matmul_rate(1)
+    flops = study_flops(args.epochs)
+    total = sum(flops[b] for b, _ in CONFIGS) * args.trials
+    limit = total / all_cores
+    print(f"arithmetic limit: {total / 1e12:.2f} TFLOP at {all_cores / 1e9:.0f} GFLOP/s "
+          f"({cores} cores; {one_core / 1e9:.0f} GFLOP/s on one) = {limit:8.1f} s", flush=True)
+    ours, _, runs = time_batchlab(args.trials, args.epochs, vectorize=args.vectorize)
+    print(f"batchlab (CLI, all cores, --vectorize {args.vectorize})  {ours:8.1f} s   {ours / limit:.2f}x the limit",
+          flush=True)
+    for batch in sorted({b for b, _ in CONFIGS}):
+        mine = runs[runs["train.batch_size"] == batch]
+        spent = (mine["train_seconds"] + mine["eval_seconds"]).mean()
+        print(f"  batch {batch:5d}: {spent:6.2f} s of compute per run, single-core limit "
+              f"{flops[batch] / one_core:5.2f} s: {spent / (flops[batch] / one_core):.2f}x", flush=True)
     if args.skip_baselines:
         return
+    probed, share, _ = time_batchlab(args.trials, args.epochs, DEFAULT_PROBES, args.vectorize)
+    print(f"batchlab + default probes      {probed:8.1f} s   +{100 * (probed / ours - 1):.1f}% wall time; "
+          f"probes took {100 * share:.1f}% of training + evaluation time ({', '.join(DEFAULT_PROBES)})", flush=True)
     memory = time_plain(args.trials, args.epochs, use_dataloader=False)
     print(f"plain in-memory loop           {memory:8.1f} s   batchlab is {memory / ours:.2f}x faster", flush=True)
     loader = time_plain(args.trials, args.epochs, use_dataloader=True)

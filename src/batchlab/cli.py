@@ -25,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="override a field by dotted name, e.g. --set train.epochs=5 (repeatable)")
     run.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
     run.add_argument("--no-report", action="store_true", help="skip writing report.html, figures/ and summary.md")
+    run.add_argument("--ddp", type=int, metavar="N", help="split every batch across N data-parallel processes "
+                     "(DistributedDataParallel; the same as --set train.processes=N)")
     run.add_argument("--vectorize", choices=["auto", "on", "off"], default="auto",
                      help="train a configuration's trials as one stacked model: auto (where a cached calibration "
                           "says it is faster here), on (wherever possible), off (default: auto)")
@@ -107,7 +109,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from batchlab.spec import parse_override, plan_study, read_document
 
     doc, _ = read_document(args.target)
-    plan = plan_study(doc, quick=args.quick, sets=[parse_override(s) for s in args.set])
+    sets = [parse_override(s) for s in args.set]
+    if args.ddp is not None:
+        if args.ddp < 1:
+            raise SpecError(f"--ddp must be at least 1, got {args.ddp}")
+        sets.append(("train.processes", args.ddp))
+    from batchlab.distributed import world_from_environment
+
+    world = world_from_environment()  # started by torchrun: this process is one rank of every run
+    if world is not None:
+        sets.append(("train.processes", world.size))
+    plan = plan_study(doc, quick=args.quick, sets=sets)
     out = Path(args.out or Path("runs") / (plan.study.name + ("-quick" if args.quick else "")))
     if args.resume and not (out / "results.db").exists():
         raise SpecError(f"--resume: nothing to resume in {str(out)!r}")
@@ -120,6 +132,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from batchlab.summary import summarize
     from batchlab.sweep import default_jobs, execute
 
+    if world is not None:
+        return _run_in_world(plan, out, world, args)
     for warning in preflight(plan.runs):
         print(f"warning: {warning}", file=sys.stderr)
     store = ResultsStore(out)
@@ -149,6 +163,44 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     path = write_report(args.directory)
     print(f"wrote {path}, {path.parent / 'summary.md'} and {path.parent / 'figures'}/")
+    return 0
+
+
+def _run_in_world(plan: Any, out: Path, world: Any, args: argparse.Namespace) -> int:
+    """``torchrun --nproc-per-node N -m batchlab run SPEC``: every rank trains every run on its shard
+    of each batch; rank 0 alone writes the store, prints and reports."""
+    import torch.distributed as dist
+
+    from batchlab.distributed import backend
+    from batchlab.preflight import preflight
+    from batchlab.progress import LogReporter
+    from batchlab.store import ResultsStore, load
+    from batchlab.summary import summarize
+    from batchlab.sweep import execute_in_world
+
+    dist.init_process_group(backend())
+    try:
+        if world.rank != 0:
+            execute_in_world(plan.runs, None, None, world)
+            return 0
+        for warning in preflight(plan.runs):
+            print(f"warning: {warning}", file=sys.stderr)
+        store = ResultsStore(out)
+        try:
+            store.set_meta("study", plan.study.model_dump(exclude={"quick"}))
+            store.plan(plan.runs)
+            with LogReporter(len(plan.runs)) as reporter:
+                execute_in_world(plan.runs, store, reporter, world)
+        finally:
+            store.close()
+    finally:
+        dist.destroy_process_group()
+    _analyze_after_sweep(out, plan.runs, 1)
+    _print_table(summarize(load(out)), f"{plan.study.name}: {out} ({world.size} processes per run)")
+    if not args.no_report:
+        from batchlab.report import write_report
+
+        print(f"report: {write_report(out)}")
     return 0
 
 

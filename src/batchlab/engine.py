@@ -119,7 +119,7 @@ class StopRules:
 
 
 def train_run(config: dict[str, Any], on_epoch: EpochCallback, data: DataSplits | None = None,
-              on_checkpoint: Callable[[int, nn.Module], None] | None = None) -> RunResult:
+              on_checkpoint: Callable[[int, nn.Module], None] | None = None, world: Any = None) -> RunResult:
     """Train one run; ``on_epoch(epoch, metrics)`` receives epoch 0 (at initialization) and every epoch.
 
     ``on_checkpoint(epoch, model)``, when given, is called at initialization, every
@@ -127,6 +127,9 @@ def train_run(config: dict[str, Any], on_epoch: EpochCallback, data: DataSplits 
 
     Every epoch's record holds the batch size it trained with and the rates of its first and last
     steps (``lr``, ``lr_end``), so a schedule's effect is visible in the results as it ran.
+
+    ``world`` (a ``distributed.World``, in a started process group) trains this process's shard of
+    every batch under DistributedDataParallel; see distributed.py.
     """
     train_cfg = config["train"]
     data = data or load_data(config["data"])
@@ -136,7 +139,15 @@ def train_run(config: dict[str, Any], on_epoch: EpochCallback, data: DataSplits 
     n = len(y_train)
     timetable = Timetable(train_cfg, n)
     optimizer = optimizers.build(train_cfg["optimizer"], model.parameters(), timetable.lr(0))
-    step = make_step(model, loss, optimizer, train_cfg)
+    if world is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        from batchlab.distributed import ScaledLoss
+
+        scaled = ScaledLoss(loss)
+        step = make_step(DistributedDataParallel(model), scaled, optimizer, train_cfg)
+    else:
+        step = make_step(model, loss, optimizer, train_cfg)
     order = torch.Generator().manual_seed(config["seed"])
     active = [probes.build({"name": name, **params}) for name, params in config.get("probes", {}).items()]
     for probe in active:
@@ -187,7 +198,11 @@ def train_run(config: dict[str, Any], on_epoch: EpochCallback, data: DataSplits 
                     group["lr"] = rates[i]
                 current_lr = rates[i]
             xb, yb = xs[i * batch : (i + 1) * batch], ys[i * batch : (i + 1) * batch]
-            step(xb, yb)
+            if world is None:
+                step(xb, yb)
+            else:
+                x_shard, y_shard, scaled.factor = world.shard(xb, yb)
+                step(x_shard, y_shard)
             if step_probes:  # an empty list: a run without probes does no probe work
                 probe_start = time.perf_counter()
                 for probe in step_probes:

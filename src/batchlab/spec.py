@@ -147,6 +147,8 @@ class TrainSpec(_Section):
     sam: Sam | None = None
     clip_grad_norm: PositiveFloat | None = None
     drop_last: bool = False
+    processes: PositiveInt = Field(1, description="data-parallel processes per run (DDP): each batch is split "
+                                   "across them")
     eval_batch_size: PositiveInt = 500
     early_stop: EarlyStop | None = None
     target: Target | None = None
@@ -159,6 +161,9 @@ class TrainSpec(_Section):
         if (self.lr_scaling != "none" or self.regime == "same-updates") and self.base_batch_size is None:
             field = "lr_scaling" if self.lr_scaling != "none" else "regime"
             raise ValueError(f"train.{field} = {getattr(self, field)!r} needs train.base_batch_size")
+        if self.processes > self.batch_size:
+            raise ValueError(f"train.processes = {self.processes} is more processes than the batch has examples "
+                             f"({self.batch_size})")
         if self.accumulate > self.batch_size:
             raise ValueError(f"train.accumulate = {self.accumulate} is more micro-batches than the batch has "
                              f"examples ({self.batch_size})")

@@ -33,10 +33,11 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def run_task(run: RunSpec, emit: Callable[[Event], None], directory: str | None = None) -> None:
+def run_task(run: RunSpec, emit: Callable[[Event], None], directory: str | None = None, world: Any = None) -> None:
     """Train one run, reporting through ``emit``; an exception becomes a 'failed' end, never a crash.
 
-    With a results ``directory``, checkpoints are written there and announced as events.
+    With a results ``directory``, checkpoints are written there and announced as events. Inside a
+    torchrun ``world``, this process trains its shard (only rank 0 is given an emit that records).
     """
     from batchlab.checkpoints import checkpoint_path, save_checkpoint
     from batchlab.engine import train_run
@@ -48,12 +49,21 @@ def run_task(run: RunSpec, emit: Callable[[Event], None], directory: str | None 
         emit(("checkpoint", run.run_id, epoch, str(path.relative_to(directory))))
 
     emit(("start", run.run_id))
+    if world is None and run.config["train"]["processes"] > 1:  # analyses run later, from the final checkpoint
+        from batchlab.distributed import train_distributed
+
+        try:
+            status, reason, summary = train_distributed(run.config, run.run_id, emit, directory)
+            emit(("end", run.run_id, status, reason, summary, None))
+        except Exception as e:  # noqa: BLE001 - recorded in the store; the sweep goes on
+            emit(("end", run.run_id, "failed", "error", {}, f"{type(e).__name__}: {e}"))
+        return
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", BatchlabWarning)  # preflight reported them once for the study
             result = train_run(run.config, lambda epoch, metrics: emit(("epoch", run.run_id, epoch, metrics)),
-                               on_checkpoint=checkpoint if directory else None)
-        if result.status == "finished":
+                               on_checkpoint=checkpoint if directory else None, world=world)
+        if result.status == "finished" and (world is None or world.rank == 0):
             analyze_at_end(run, result, emit, directory)
         emit(("end", run.run_id, result.status, result.stop_reason, result.summary, None))
     except Exception as e:  # noqa: BLE001 - recorded in the store; the sweep goes on
@@ -193,14 +203,8 @@ def _task_cost(task: list[RunSpec]) -> float:
     return sum(_cost(r) for r in task) / (1.5 if len(task) > 1 else 1.0)
 
 
-def execute(runs: list[RunSpec], store: ResultsStore, jobs: int, reporter: Reporter, vectorize: str = "off"
-            ) -> list[str]:
-    """Run every run not yet finished or diverged (so re-running a directory resumes it).
-
-    ``vectorize`` (off | on | auto) stacks the trials of a configuration where it can (see
-    plan_tasks); returns the notes on configurations that could not be stacked.
-    """
-    todo = [r for r in runs if store.status(r.run_id) not in DONE]
+def _handler(store: ResultsStore, reporter: Reporter, todo: list[RunSpec]) -> Callable[[Event], None]:
+    """The driver's side of the event stream: each event becomes a store write (and a progress line)."""
     by_id = {r.run_id: r for r in todo}
 
     def handle(event: Event) -> None:
@@ -220,16 +224,50 @@ def execute(runs: list[RunSpec], store: ResultsStore, jobs: int, reporter: Repor
             store.finish_run(run_id, status, stop_reason, summary, error)
             reporter.ended(run_id, status, error)
 
+    return handle
+
+
+def execute_in_world(runs: list[RunSpec], store: ResultsStore | None, reporter: Reporter | None, world: Any) -> None:
+    """Under torchrun: every process trains every run, each its shard of every batch; rank 0 alone
+    decides what is left to do (resume) and writes the store."""
+    import torch.distributed as dist
+
+    todo_ids: list[Any] = [None]
+    if world.rank == 0:
+        assert store is not None and reporter is not None
+        todo_ids = [[r.run_id for r in runs if store.status(r.run_id) not in DONE]]
+    dist.broadcast_object_list(todo_ids, src=0)
+    todo = [r for r in runs if r.run_id in set(todo_ids[0])]
+    lead = world.rank == 0
+    handle = _handler(store, reporter, todo) if lead else (lambda event: None)
+    with single_thread():
+        for run in todo:
+            run_task(run, handle, str(store.directory) if lead and store else None, world=world)
+
+
+def execute(runs: list[RunSpec], store: ResultsStore, jobs: int, reporter: Reporter, vectorize: str = "off"
+            ) -> list[str]:
+    """Run every run not yet finished or diverged (so re-running a directory resumes it).
+
+    ``vectorize`` (off | on | auto) stacks the trials of a configuration where it can (see
+    plan_tasks); returns the notes on configurations that could not be stacked.
+    """
+    todo = [r for r in runs if store.status(r.run_id) not in DONE]
+    handle = _handler(store, reporter, todo)
     if not todo:
         return []
     tasks, notes = plan_tasks(todo, vectorize)
     tasks.sort(key=_task_cost, reverse=True)
-    if jobs <= 1 or len(tasks) == 1:
+    parallel = [t for t in tasks if t[0].config["train"]["processes"] > 1]  # each spans processes itself
+    tasks = [t for t in tasks if t not in parallel]
+    if jobs <= 1 or len(tasks) <= 1:
         with single_thread():
             for task in tasks:
                 run_group(task, handle, str(store.directory))
-        return notes
-    _execute_in_pool(tasks, min(jobs, len(tasks)), handle, str(store.directory))
+    else:
+        _execute_in_pool(tasks, min(jobs, len(tasks)), handle, str(store.directory))
+    for task in parallel:
+        run_group(task, handle, str(store.directory))
     return notes
 
 

@@ -43,15 +43,16 @@ def why_not(config: dict[str, Any], model: nn.Module | None = None) -> str | Non
     train = config["train"]
     if config.get("probes"):
         return "probes read one model at a time"
+    if train["processes"] > 1:
+        return "data-parallel runs span several processes each"
     if train["sam"] is not None or train["accumulate"] > 1 or train["clip_grad_norm"] is not None:
         return "SAM, accumulation and clipping use norms over the whole model"
     if train["schedule"]["name"] == "plateau":
         return "a plateau schedule follows each run's own metrics"
     if train["optimizer"]["name"] not in ELEMENTWISE_OPTIMIZERS:
         return f"optimizer {train['optimizer']['name']!r} is not elementwise"
-    if model is not None:
-        if any(isinstance(m, nn.modules.batchnorm._BatchNorm | nn.Dropout) for m in model.modules()):
-            return "batch-norm running statistics and dropout are per-call state"
+    if model is not None and any(isinstance(m, nn.modules.batchnorm._BatchNorm | nn.Dropout) for m in model.modules()):
+        return "batch-norm running statistics and dropout are per-call state"
     return None
 
 

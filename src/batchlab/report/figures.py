@@ -248,6 +248,35 @@ def steps_to_target(data: ReportData) -> Any:
     return fig
 
 
+@figures.register("processes")
+def processes(data: ReportData) -> Any:
+    """Training time per epoch against the number of data-parallel processes (DDP), by batch size."""
+    runs, epochs = data.results.runs, data.results.epochs
+    if "train.processes" not in runs or runs["train.processes"].nunique() < 2:
+        return None
+    per_epoch = epochs[epochs["epoch"] > 0].groupby("run_id")["seconds"].mean()
+    fig, axes = _figure(1, width=5.5, height=4.2)
+    for batch in data.batch_sizes:
+        points = []
+        for c in data.configs:
+            if c.batch_size == batch and c.run_ids:
+                n = int(runs.loc[runs["run_id"] == c.run_ids[0], "train.processes"].iloc[0])
+                values = [per_epoch.get(r) for r in c.run_ids if r in per_epoch]
+                points.append((n, float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                               c))
+        points.sort(key=lambda p: p[0])
+        if points:
+            axes[0].errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points],
+                             color=points[0][3].colour, marker="o", capsize=3, label=f"batch {batch}")
+    axes[0].set_xlabel("data-parallel processes")
+    axes[0].set_ylabel("training time per epoch (s)")
+    _plain_log(axes[0], "y")
+    axes[0].grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 # ----------------------------------------------------------------------------- probes
 
 
