@@ -27,6 +27,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-report", action="store_true", help="skip writing report.html, figures/ and summary.md")
     run.add_argument("--ddp", type=int, metavar="N", help="split every batch across N data-parallel processes "
                      "(DistributedDataParallel; the same as --set train.processes=N)")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                     help="where data and models sit: auto (a GPU when one is visible), cpu or cuda "
+                          "(default: the spec's train.device if it sets one, else auto)")
+    run.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="where runs execute: local worker processes, or a Ray cluster (pip install 'batchlab[ray]')")
+    run.add_argument("--address", help="the Ray cluster to join (default: start a local one)")
     run.add_argument("--vectorize", choices=["auto", "on", "off"], default="auto",
                      help="train a configuration's trials as one stacked model: auto (where a cached calibration "
                           "says it is faster here), on (wherever possible), off (default: auto)")
@@ -114,6 +120,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.ddp < 1:
             raise SpecError(f"--ddp must be at least 1, got {args.ddp}")
         sets.append(("train.processes", args.ddp))
+    if args.device is not None or "device" not in (doc.get("train") or {}):
+        sets.append(("train.device", _device(args.device or "auto")))
     from batchlab.distributed import world_from_environment
 
     world = world_from_environment()  # started by torchrun: this process is one rank of every run
@@ -125,6 +133,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise SpecError(f"--resume: nothing to resume in {str(out)!r}")
     if args.jobs is not None and args.jobs < 1:
         raise SpecError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.address and args.executor != "ray":
+        raise SpecError("--address is for --executor ray")
 
     from batchlab.preflight import preflight
     from batchlab.progress import BarReporter, LogReporter
@@ -140,10 +150,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         store.set_meta("study", plan.study.model_dump(exclude={"quick"}))
         store.plan(plan.runs)
-        jobs = args.jobs or default_jobs()
+        gpu = plan.runs[0].config["train"]["device"] == "cuda"
+        jobs = args.jobs or (1 if gpu else default_jobs())  # one process keeps a GPU busy; stacking does the rest
         quiet = args.quiet or not sys.stderr.isatty()
         with (LogReporter if quiet else BarReporter)(len(plan.runs)) as reporter:
-            notes = execute(plan.runs, store, jobs, reporter, vectorize=args.vectorize)
+            notes = execute(plan.runs, store, jobs, reporter, vectorize=args.vectorize, executor=args.executor,
+                            address=args.address)
     finally:
         store.close()
     for note in notes:
@@ -156,6 +168,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(f"report: {write_report(out)}")
     return 0
+
+
+def _device(requested: str) -> str:
+    """auto → cuda when torch sees a GPU, else cpu; cuda without one is an error."""
+    import torch
+
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise SpecError("--device cuda: torch sees no CUDA device here")
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -147,6 +147,7 @@ class TrainSpec(_Section):
     sam: Sam | None = None
     clip_grad_norm: PositiveFloat | None = None
     drop_last: bool = False
+    device: Literal["cpu", "cuda"] = Field("cpu", description="where the data and model sit (--device)")
     processes: PositiveInt = Field(1, description="data-parallel processes per run (DDP): each batch is split "
                                    "across them")
     eval_batch_size: PositiveInt = 500

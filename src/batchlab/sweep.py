@@ -33,21 +33,33 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def run_task(run: RunSpec, emit: Callable[[Event], None], directory: str | None = None, world: Any = None) -> None:
+Checkpoint = Callable[[str, int, Any], None]  # (run_id, epoch, model): keep the model's weights somewhere
+
+
+def file_checkpoints(directory: str, emit: Callable[[Event], None]) -> Checkpoint:
+    """Write checkpoints under ``directory`` and announce each as an event for the store."""
+    from batchlab.checkpoints import checkpoint_path, save_checkpoint
+
+    def checkpoint(run_id: str, epoch: int, model: Any) -> None:
+        path = checkpoint_path(directory, run_id, epoch)
+        save_checkpoint(model, path)
+        emit(("checkpoint", run_id, epoch, str(path.relative_to(directory))))
+
+    return checkpoint
+
+
+def run_task(run: RunSpec, emit: Callable[[Event], None], directory: str | None = None, world: Any = None,
+             checkpoint: Checkpoint | None = None) -> None:
     """Train one run, reporting through ``emit``; an exception becomes a 'failed' end, never a crash.
 
-    With a results ``directory``, checkpoints are written there and announced as events. Inside a
-    torchrun ``world``, this process trains its shard (only rank 0 is given an emit that records).
+    With a results ``directory``, checkpoints are written there and announced as events (or go to
+    ``checkpoint``, e.g. back to a Ray driver). Inside a torchrun ``world``, this process trains its
+    shard (only rank 0 is given an emit that records).
     """
-    from batchlab.checkpoints import checkpoint_path, save_checkpoint
     from batchlab.engine import train_run
     from batchlab.updates import BatchlabWarning
 
-    def checkpoint(epoch: int, model: Any) -> None:
-        path = checkpoint_path(directory, run.run_id, epoch)
-        save_checkpoint(model, path)
-        emit(("checkpoint", run.run_id, epoch, str(path.relative_to(directory))))
-
+    keep = checkpoint or (file_checkpoints(directory, emit) if directory else None)
     emit(("start", run.run_id))
     if world is None and run.config["train"]["processes"] > 1:  # analyses run later, from the final checkpoint
         from batchlab.distributed import train_distributed
@@ -62,7 +74,8 @@ def run_task(run: RunSpec, emit: Callable[[Event], None], directory: str | None 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", BatchlabWarning)  # preflight reported them once for the study
             result = train_run(run.config, lambda epoch, metrics: emit(("epoch", run.run_id, epoch, metrics)),
-                               on_checkpoint=checkpoint if directory else None, world=world)
+                               on_checkpoint=(lambda epoch, model: keep(run.run_id, epoch, model)) if keep else None,
+                               world=world)
         if result.status == "finished" and (world is None or world.rank == 0):
             analyze_at_end(run, result, emit, directory)
         emit(("end", run.run_id, result.status, result.stop_reason, result.summary, None))
@@ -71,25 +84,23 @@ def run_task(run: RunSpec, emit: Callable[[Event], None], directory: str | None 
         emit(("end", run.run_id, "failed", "error", {}, message + "\n" + traceback.format_exc()))
 
 
-def run_group(runs: list[RunSpec], emit: Callable[[Event], None], directory: str | None = None) -> None:
+def run_group(runs: list[RunSpec], emit: Callable[[Event], None], directory: str | None = None,
+              checkpoint: Checkpoint | None = None) -> None:
     """Train trials of one configuration together (vectorized.py); a single run, alone."""
     if len(runs) == 1:
-        run_task(runs[0], emit, directory)
+        run_task(runs[0], emit, directory, checkpoint=checkpoint)
         return
-    from batchlab.checkpoints import checkpoint_path, save_checkpoint
     from batchlab.vectorized import train_trials
 
-    def checkpoint(i: int, epoch: int, model: Any) -> None:
-        path = checkpoint_path(directory, runs[i].run_id, epoch)
-        save_checkpoint(model, path)
-        emit(("checkpoint", runs[i].run_id, epoch, str(path.relative_to(directory))))
+    keep = checkpoint or (file_checkpoints(directory, emit) if directory else None)
 
     for run in runs:
         emit(("start", run.run_id))
     try:
         results = train_trials([r.config for r in runs],
                                lambda i, epoch, metrics: emit(("epoch", runs[i].run_id, epoch, metrics)),
-                               on_checkpoint=checkpoint if directory else None)
+                               on_checkpoint=(lambda i, epoch, model: keep(runs[i].run_id, epoch, model)) if keep
+                               else None)
     except Exception as e:  # noqa: BLE001 - recorded in the store; the sweep goes on
         message = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
         for run in runs:
@@ -245,12 +256,14 @@ def execute_in_world(runs: list[RunSpec], store: ResultsStore | None, reporter: 
             run_task(run, handle, str(store.directory) if lead and store else None, world=world)
 
 
-def execute(runs: list[RunSpec], store: ResultsStore, jobs: int, reporter: Reporter, vectorize: str = "off"
-            ) -> list[str]:
+def execute(runs: list[RunSpec], store: ResultsStore, jobs: int, reporter: Reporter, vectorize: str = "off",
+            executor: str = "local", address: str | None = None) -> list[str]:
     """Run every run not yet finished or diverged (so re-running a directory resumes it).
 
     ``vectorize`` (off | on | auto) stacks the trials of a configuration where it can (see
-    plan_tasks); returns the notes on configurations that could not be stacked.
+    plan_tasks); returns the notes on configurations that could not be stacked. ``executor =
+    "ray"`` sends the tasks to a Ray cluster (``address``; a local one by default) instead of
+    local worker processes; either way only this process writes the store.
     """
     todo = [r for r in runs if store.status(r.run_id) not in DONE]
     handle = _handler(store, reporter, todo)
@@ -260,7 +273,11 @@ def execute(runs: list[RunSpec], store: ResultsStore, jobs: int, reporter: Repor
     tasks.sort(key=_task_cost, reverse=True)
     parallel = [t for t in tasks if t[0].config["train"]["processes"] > 1]  # each spans processes itself
     tasks = [t for t in tasks if t not in parallel]
-    if jobs <= 1 or len(tasks) <= 1:
+    if executor == "ray":
+        from batchlab.ray_executor import execute_on_ray
+
+        execute_on_ray(tasks, handle, str(store.directory), address)
+    elif jobs <= 1 or len(tasks) <= 1:
         with single_thread():
             for task in tasks:
                 run_group(task, handle, str(store.directory))

@@ -30,7 +30,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from batchlab.data import DataSplits, load_data
-from batchlab.engine import RunResult, StopRules, build, channels_last
+from batchlab.engine import RunResult, StopRules, build, channels_last, clock, run_device
 from batchlab.losses import Loss
 from batchlab.optim import optimizers
 from batchlab.timetable import Timetable
@@ -95,7 +95,7 @@ class StackedTrials:
         """
         total = torch.zeros(self.size, dtype=torch.float64)
         correct = torch.zeros(self.size, dtype=torch.float64)
-        batched = x.is_cuda
+        batched = x.is_cuda  # a GPU has the width to evaluate all runs at once
         for start in range(0, len(y), chunk):
             xb, yb = x[start : start + chunk], y[start : start + chunk]
             if batched:
@@ -131,9 +131,10 @@ def train_trials(configs: list[dict[str, Any]], on_epoch: Callable[[int, int, di
     """
     train_cfg = configs[0]["train"]
     data = data or load_data(configs[0]["data"])
+    device = run_device(train_cfg)
     built = [build(config, data) for config in configs]
-    models, loss = [m for m, _ in built], built[0][1]
-    data = channels_last(models[0], data)
+    models, loss = [m.to(device) for m, _ in built], built[0][1]
+    data = channels_last(models[0], data.to(device))
     for m in models[1:]:
         channels_last(m, data)
     reason = why_not(configs[0], models[0])
@@ -182,8 +183,8 @@ def train_trials(configs: list[dict[str, Any]], on_epoch: Callable[[int, int, di
     for epoch in range(1, timetable.epochs + 1):
         batch, n_steps = timetable.batch_size(epoch - 1), timetable.steps(epoch - 1)
         rates = [timetable.lr(epoch - 1, i, n_steps) for i in range(n_steps)]
-        start = time.perf_counter()
-        perms = torch.stack([torch.randperm(n, generator=order) for order in orders])
+        start = clock(device)
+        perms = torch.stack([torch.randperm(n, generator=order) for order in orders]).to(device)
         xs, ys = x_train[perms], y_train[perms]  # [R, n, ...]: each run its own order, one gather per epoch
         for i in range(n_steps):
             if rates[i] != current_lr:
@@ -191,7 +192,7 @@ def train_trials(configs: list[dict[str, Any]], on_epoch: Callable[[int, int, di
                     group["lr"] = rates[i]
                 current_lr = rates[i]
             stacked.step(xs[:, i * batch : (i + 1) * batch], ys[:, i * batch : (i + 1) * batch], optimizer)
-        seconds = time.perf_counter() - start
+        seconds = clock(device) - start
         train_seconds += seconds
         steps += n_steps
         examples += min(n, n_steps * batch)
@@ -229,8 +230,10 @@ def calibrate(config: dict[str, Any], group_size: int, steps: int = 8) -> float:
     from batchlab.updates import make_step
 
     train = config["train"]
+    device = run_device(train)
     key = json.dumps({"model": config["model"], "data": config["data"], "batch_size": train["batch_size"],
                       "optimizer": train["optimizer"], "group": group_size, "threads": torch.get_num_threads(),
+                      "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                       "torch": torch.__version__}, sort_keys=True)
     path = cache_dir() / "vectorize-calibration.json"
     known = json.loads(path.read_text()) if path.exists() else {}
@@ -238,8 +241,8 @@ def calibrate(config: dict[str, Any], group_size: int, steps: int = 8) -> float:
         return float(known[key])
     data = load_data(config["data"])
     built = [build({**config, "seed": seed}, data) for seed in range(group_size)]
-    models, loss = [m for m, _ in built], built[0][1]
-    data = channels_last(models[0], data)
+    models, loss = [m.to(device) for m, _ in built], built[0][1]
+    data = channels_last(models[0], data.to(device))
     for m in models[1:]:
         channels_last(m, data)
     batch = min(train["batch_size"], len(data.train.y))
@@ -248,10 +251,10 @@ def calibrate(config: dict[str, Any], group_size: int, steps: int = 8) -> float:
     def timed(step: Callable[[], None]) -> float:
         step()
         step()  # warm-up: allocations and first-call dispatch
-        start = time.perf_counter()
+        start = clock(device)
         for _ in range(steps):
             step()
-        return time.perf_counter() - start
+        return clock(device) - start
 
     alone = [make_step(m, loss, optimizers.build(train["optimizer"], m.parameters(), train["lr"]), train)
              for m in models]

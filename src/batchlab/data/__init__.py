@@ -55,6 +55,13 @@ class DataSplits:
         splits = {"train": self.train, "val": self.val, "test": self.test}
         return {name: split for name, split in splits.items() if split is not None}
 
+    def to(self, device: torch.device | str) -> DataSplits:
+        """The same splits on another device (the data then stay there for the whole run)."""
+        def move(split: Split | None) -> Split | None:
+            return None if split is None else Split(split.x.to(device), split.y.to(device))
+
+        return DataSplits(move(self.train), move(self.val), move(self.test), self.num_classes)
+
 
 def cache_dir() -> Path:
     """Where parsed and downloaded data are kept: $BATCHLAB_CACHE, else ~/.cache/batchlab."""
