@@ -27,6 +27,8 @@ STUDY = {
     "probes": {"distance": {"per_layer": True}, "update-norms": True, "noise-scale": {"every": 1}},
     "analysis": {"sharpness": {"subspace": 4, "max_iter": 2}, "hessian": {"top_k": 1, "trace_samples": 3},
                  "landscape": {"points": 5}},
+    "claims": [{"claim": "Small batches learn the blobs", "published": "most", "select": {"train.batch_size": 16},
+                "value": "final_train_acc", "at_least": 0.5}],
     "sweep": {"trials": 2, "train.batch_size": [16, 160], "train.lr": [0.05, 0.1],
               "include": [{"train.batch_size": 16, "train.lr": 1e6}]},  # diverges
 }
@@ -74,6 +76,8 @@ def test_tables_match_the_store_and_count_diverged_runs(study_dir):
         s = row["test_acc"]
         assert f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}" in " | ".join(rows[label])
     assert "## Analysis: sharpness" in summary and "(n=2)" in summary
+    assert "| Small batches learn the blobs | most |" in summary and summary.index("Published vs measured") < \
+        summary.index("Results by configuration")
 
 
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")

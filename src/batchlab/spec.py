@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from batchlab.errors import SpecError
+from batchlab.claims import Claim
 from batchlab.registry import lookup
 
 Metric = Literal["train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"]
@@ -209,6 +210,7 @@ class Study(_Section):
     checkpoints: Checkpoints = Field(default_factory=Checkpoints)
     analysis: Analyses = Field({}, description="analyses of each run's final weights (analysis/__init__.py)")
     sweep: SweepSpec = Field(default_factory=SweepSpec)
+    claims: list[Claim] = Field([], description="published claims, checked in the report (claims.py)")
     quick: dict[str, Any] | None = None
 
 

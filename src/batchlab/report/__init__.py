@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from batchlab.report.data import ReportData, prepare
-from batchlab.report.tables import Table, analysis_tables, results_table
+from batchlab.report.tables import Table, analysis_tables, claims_table, results_table
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; padding: 0 1em; }
@@ -113,7 +113,8 @@ def write_report(directory: str | Path) -> Path:
     finally:
         store.close()
     data = prepare(results, study)
-    tables = [results_table(data), *analysis_tables(data)]
+    claims = claims_table(data)
+    tables = [*([claims] if claims else []), results_table(data), *analysis_tables(data)]
     made = build_figures(data, directory / "figures")
     markdown = [f"# {study.get('name', 'study')}\n", *(t.markdown() for t in tables)]
     (directory / "summary.md").write_text("\n".join(markdown))

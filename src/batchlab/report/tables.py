@@ -92,3 +92,19 @@ def analysis_tables(data: ReportData) -> list[Table]:
         tables.append(Table(f"Analysis: {kind}", ["configuration", "request", "failed", *headline], rows,
                             "mean ± sample std over trials"))
     return tables
+
+
+def claims_table(data: ReportData) -> Table | None:
+    """The recipe's published claims, each with the measured mean ± std and whether it holds."""
+    from batchlab.claims import Claim, check
+
+    claims = [Claim.model_validate(c) for c in data.study.get("claims") or []]
+    if not claims:
+        return None
+    rows = []
+    for claim in claims:
+        result = check(claim, data.results)
+        verdict = {True: "yes", False: "no", None: "–"}[result["holds"]]
+        rows.append([result["claim"], result["published"], result["measured"], verdict])
+    return Table("Published vs measured", ["claim", "published", "measured (mean ± std over trials)", "holds"], rows,
+                 "each claim checked on the mean over finished trials")
