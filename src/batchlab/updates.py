@@ -26,6 +26,12 @@ from batchlab.losses import Loss
 
 Step = Callable[[torch.Tensor, torch.Tensor], None]
 
+# A batch larger than this is run forward and backward in pieces of this size, their gradients
+# weighted by their share and summed (the batch's gradient, to float rounding). A 1,000-pair step
+# of the seed-000 CNN falls out of cache: 42.6 ms whole, 31.9 ms in pieces of 250 (one thread).
+# Not with batch norm, whose statistics would then come from the piece.
+CACHE_PIECE = 250
+
 
 class BatchlabWarning(UserWarning):
     """A set-up that runs but may not mean what its author thinks (the CLI reports each once per study)."""
@@ -87,6 +93,7 @@ def make_step(model: nn.Module, loss: Loss, optimizer: torch.optim.Optimizer, tr
     params = [p for p in model.parameters() if p.requires_grad]
     clip = train["clip_grad_norm"]
     accumulate, sam = train["accumulate"], train["sam"]
+    pieces_allowed = not batch_norms(model) and next(model.parameters()).device.type == "cpu"
 
     def finish() -> None:
         if clip is not None:
@@ -94,9 +101,11 @@ def make_step(model: nn.Module, loss: Loss, optimizer: torch.optim.Optimizer, tr
         optimizer.step()
 
     def plain(x: torch.Tensor, y: torch.Tensor) -> None:
-        batch_loss = loss(model(x), y)
         optimizer.zero_grad(set_to_none=True)
-        batch_loss.backward()
+        if len(y) > CACHE_PIECE and pieces_allowed:
+            _add_gradient(model, loss, x, y, CACHE_PIECE, 1.0)
+        else:
+            loss(model(x), y).backward()
         finish()
 
     def accumulated(x: torch.Tensor, y: torch.Tensor) -> None:
