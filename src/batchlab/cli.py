@@ -136,20 +136,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.address and args.executor != "ray":
         raise SpecError("--address is for --executor ray")
 
-    from batchlab.preflight import preflight
     from batchlab.progress import BarReporter, LogReporter
-    from batchlab.store import ResultsStore, load
+    from batchlab.store import load
     from batchlab.summary import summarize
     from batchlab.sweep import default_jobs, execute
 
     if world is not None:
         return _run_in_world(plan, out, world, args)
-    for warning in preflight(plan.runs):
-        print(f"warning: {warning}", file=sys.stderr)
-    store = ResultsStore(out)
+    store = _planned_store(plan, out)
     try:
-        store.set_meta("study", plan.study.model_dump(exclude={"quick"}))
-        store.plan(plan.runs)
         gpu = plan.runs[0].config["train"]["device"] == "cuda"
         jobs = args.jobs or (1 if gpu else default_jobs())  # one process keeps a GPU busy; stacking does the rest
         quiet = args.quiet or not sys.stderr.isatty()
@@ -189,15 +184,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _planned_store(plan: Any, out: Path) -> Any:
+    """Say the study's warnings once, then open its store with the study and its runs recorded."""
+    from batchlab.preflight import preflight
+    from batchlab.store import ResultsStore
+
+    for warning in preflight(plan.runs):
+        print(f"warning: {warning}", file=sys.stderr)
+    store = ResultsStore(out)
+    store.set_meta("study", plan.study.model_dump(exclude={"quick"}))
+    store.plan(plan.runs)
+    return store
+
+
 def _run_in_world(plan: Any, out: Path, world: Any, args: argparse.Namespace) -> int:
     """``torchrun --nproc-per-node N -m batchlab run SPEC``: every rank trains every run on its shard
     of each batch; rank 0 alone writes the store, prints and reports."""
     import torch.distributed as dist
 
     from batchlab.distributed import backend
-    from batchlab.preflight import preflight
     from batchlab.progress import LogReporter
-    from batchlab.store import ResultsStore, load
+    from batchlab.store import load
     from batchlab.summary import summarize
     from batchlab.sweep import execute_in_world
 
@@ -206,12 +213,8 @@ def _run_in_world(plan: Any, out: Path, world: Any, args: argparse.Namespace) ->
         if world.rank != 0:
             execute_in_world(plan.runs, None, None, world)
             return 0
-        for warning in preflight(plan.runs):
-            print(f"warning: {warning}", file=sys.stderr)
-        store = ResultsStore(out)
+        store = _planned_store(plan, out)
         try:
-            store.set_meta("study", plan.study.model_dump(exclude={"quick"}))
-            store.plan(plan.runs)
             with LogReporter(len(plan.runs)) as reporter:
                 execute_in_world(plan.runs, store, reporter, world)
         finally:
