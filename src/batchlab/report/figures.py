@@ -420,34 +420,31 @@ def _analysis_values(data: ReportData, kind: str, key: str) -> dict[str, list[fl
     return {c: g[key].tolist() for c, g in m.groupby("config_id")}
 
 
+def _analysis_by_batch(data: ReportData, kind: str, panels: list[tuple[str, str]]) -> Any:
+    """One panel per headline number of an analysis, by batch size; None if the first is missing."""
+    values = [(_analysis_values(data, kind, key), label) for key, label in panels]
+    if not values[0][0]:
+        return None
+    values = [(v, label) for v, label in values if v]
+    fig, axes = _figure(len(values))
+    for ax, (v, label) in zip(axes, values, strict=True):
+        _by_batch(ax, data, v, label)
+    _legend(fig, axes)
+    return fig
+
+
 @figures.register("sharpness")
 def sharpness(data: ReportData) -> Any:
     """ε-sharpness of each minimum by batch size, mean ± std over trials (Keskar et al.; seed 002 Figs. 21, 26)."""
-    full = _analysis_values(data, "sharpness", "sharpness")
-    if not full:
-        return None
-    sub = _analysis_values(data, "sharpness", "sharpness_subspace")
-    fig, axes = _figure(2 if sub else 1)
-    _by_batch(axes[0], data, full, "ε-sharpness, full space")
-    if sub:
-        _by_batch(axes[1], data, sub, "ε-sharpness, random 100-d subspace")
-    _legend(fig, axes)
-    return fig
+    return _analysis_by_batch(data, "sharpness", [("sharpness", "ε-sharpness, full space"),
+                                                  ("sharpness_subspace", "ε-sharpness, random 100-d subspace")])
 
 
 @figures.register("hessian")
 def hessian(data: ReportData) -> Any:
     """Largest Hessian eigenvalue and Hessian trace by batch size, mean ± std over trials."""
-    top = _analysis_values(data, "hessian", "lambda_max")
-    if not top:
-        return None
-    trace = _analysis_values(data, "hessian", "trace")
-    fig, axes = _figure(2 if trace else 1)
-    _by_batch(axes[0], data, top, "largest Hessian eigenvalue λ_max")
-    if trace:
-        _by_batch(axes[1], data, trace, "Hessian trace (Hutchinson)")
-    _legend(fig, axes)
-    return fig
+    return _analysis_by_batch(data, "hessian", [("lambda_max", "largest Hessian eigenvalue λ_max"),
+                                                ("trace", "Hessian trace (Hutchinson)")])
 
 
 @figures.register("interpolation")
