@@ -58,3 +58,36 @@ def test_the_mnist_pairs_recipe_carries_seed_000s_claims():
 
     study = plan_study(read_document("mnist-pairs")[0]).study
     assert len(study.claims) == 8 and all(c.published for c in study.claims)
+
+
+def test_statistics_over_epochs_and_the_last_epoch():
+    r = results()  # a0 and a1: test_acc 0.6 at epoch 1, 0.7 at epoch 2
+    assert check(claim(select={"train.batch_size": 20}, value="max(test_acc)", between=[69.9, 70.1]), r)["holds"]
+    assert check(claim(select={"train.batch_size": 20}, value="min(test_acc)", between=[59.9, 60.1]), r)["holds"]
+    assert check(claim(select={"train.batch_size": 20}, value="mean(test_acc)", between=[64.9, 65.1]), r)["holds"]
+    assert check(claim(select={"train.batch_size": 20}, value="test_acc@last", at_least=70.1), r)["holds"] is False
+    assert check(claim(value="max(nothing)", at_least=0), r)["measured"] == "no runs"
+
+
+def trend_results(values: dict[int, float]) -> Results:
+    runs = pd.DataFrame([{"run_id": f"r{b}", "config_id": f"c{b}", "seed": 0, "status": "finished",
+                          "train.batch_size": b, "epochs": v} for b, v in values.items()])
+    measurements = pd.DataFrame([{"kind": "sharpness", "config_id": f"c{b}", "seed": 0, "label": "epoch 2",
+                                  "sharpness": 10 - v} for b, v in values.items()])
+    return Results(runs, pd.DataFrame(columns=["run_id", "epoch"]), None, measurements, pd.DataFrame())
+
+
+def test_trends_use_the_rank_correlation_of_the_means():
+    rising = trend_results({32: 1.0, 64: 2.0, 128: 1.5, 256: 4.0})  # ρ = 0.8
+    up = check(claim(value="epochs", scale=1, increases_with="train.batch_size"), rising)
+    assert up["holds"] is True and up["measured"].startswith("ρ = +0.80") and "256: 4" in up["measured"]
+    assert check(claim(value="epochs", scale=1, decreases_with="train.batch_size"), rising)["holds"] is False
+    flat = trend_results({32: 1.0, 64: 3.0, 128: 2.0, 256: 1.5})  # ρ = 0.2: no direction
+    assert check(claim(value="epochs", scale=1, increases_with="train.batch_size"), flat)["holds"] is False
+    # a measurement's value, selected by its own field and by its configuration's
+    down = check(claim(value="sharpness:sharpness", scale=1, select={"label": "epoch 2"},
+                       decreases_with="train.batch_size"), rising)
+    assert down["holds"] is True and "32: 9" in down["measured"]
+    assert check(claim(value="sharpness:sharpness", scale=1, select={"train.batch_size": 32}, at_least=9), rising)[
+        "holds"] is True
+    assert check(claim(value="sharpness:missing", scale=1, at_least=0), rising)["measured"] == "no runs"

@@ -1,20 +1,38 @@
 """Published claims, checked against what a study measured ("published vs measured" in a report).
 
 A recipe lists the claims of the paper it reproduces as ``[[claims]]``: which runs (``select``:
-config fields by dotted name), which number (``value``: a run column such as ``final_test_acc``
-or ``target_epoch``, or ``metric@epoch`` for one epoch's record), and what was claimed about it:
-a range (``between``), a bound (``at_least`` / ``at_most``), or a direction against other runs
-(``above`` / ``below``: another ``select``, and ``than`` another value if not the same). The check uses the mean over finished
-trials and shows it with its std and n, so a reader sees how far the claim is from holding.
+config fields by dotted name), which number (``value``), and what was claimed about it:
+a range (``between``), a bound (``at_least`` / ``at_most``), a direction against other runs
+(``above`` / ``below``: another ``select``, and ``than`` another value if not the same), or a trend
+across a field (``increases_with`` / ``decreases_with``, e.g. ``"train.batch_size"``).
+
+``value`` names one number per run (or per measurement):
+
+- a run column: ``final_test_acc``, ``target_epoch``, ``epochs``, ``train_seconds``, ``best_value``;
+- one epoch's record: ``test_acc@10``, or ``distance@last`` for the last epoch;
+- a statistic over a run's epochs (epoch 0, the initialization, left out): ``min(val_loss)``,
+  ``max(test_acc)``, ``mean(seconds)``;
+- a stored measurement: ``sharpness:sharpness`` or ``grad-stats:grad_norm_mean`` (``kind:field``);
+  ``select`` may then also name the measurement's own fields (``after_epochs``, ``batch_size``, ``label``).
+
+A range, bound or direction uses the mean over finished trials and shows it with its std and n, so a
+reader sees how far the claim is from holding. A trend holds when Spearman's rank correlation between
+the field and the per-value means is at least +0.5 (``increases_with``) or at most −0.5: a direction,
+not a fit, checked on the means the report shows beside it.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
+
+EXPECTATIONS = ("between", "at_least", "at_most", "above", "below", "increases_with", "decreases_with")
+TREND_THRESHOLD = 0.5
+_STATISTIC = re.compile(r"^(min|max|mean)\((.+)\)$")
 
 
 class Claim(BaseModel):
@@ -30,13 +48,15 @@ class Claim(BaseModel):
     at_most: float | None = None
     above: dict[str, Any] | None = None
     below: dict[str, Any] | None = None
+    increases_with: str | None = None
+    decreases_with: str | None = None
     than: str | None = None  # the other side's value, when it is not ``value`` (e.g. an earlier epoch)
 
     @model_validator(mode="after")
     def _one_expectation(self) -> Claim:
-        given = [k for k in ("between", "at_least", "at_most", "above", "below") if getattr(self, k) is not None]
+        given = [k for k in EXPECTATIONS if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(f"claim {self.claim!r}: give exactly one of between, at_least, at_most, above, below")
+            raise ValueError(f"claim {self.claim!r}: give exactly one of {', '.join(EXPECTATIONS)}")
         return self
 
 
@@ -49,25 +69,59 @@ def _matches(value: Any, wanted: Any) -> bool:
     return value == wanted or str(value) == str(wanted)
 
 
-def _values(results: Any, select: dict[str, Any], value: str) -> list[float]:
-    """The value for every finished run whose configuration matches ``select``."""
+def _per_run(results: Any, runs: Any, value: str) -> Any:
+    """``runs`` with a ``value`` column: the number each run gives, NaN where it has none."""
+    import pandas as pd
+
+    runs = runs.copy()
+    statistic = _STATISTIC.match(value)
+    if "@" in value or statistic:
+        metric, where = (statistic.group(2), statistic.group(1)) if statistic else value.split("@")
+        epochs = results.epochs
+        if metric not in epochs:
+            runs["value"] = np.nan
+            return runs
+        mine = epochs[epochs["run_id"].isin(runs["run_id"])]
+        if where == "last":
+            per = mine.sort_values("epoch").groupby("run_id")[metric].last()
+        elif statistic:
+            per = mine[mine["epoch"] >= 1].groupby("run_id")[metric].agg(where)
+        else:
+            per = mine[mine["epoch"] == int(where)].set_index("run_id")[metric]
+        runs["value"] = runs["run_id"].map(per)
+    else:
+        runs["value"] = runs[value] if value in runs else np.nan
+    runs["value"] = pd.to_numeric(runs["value"], errors="coerce")
+    return runs
+
+
+def _rows(results: Any, select: dict[str, Any], value: str) -> Any:
+    """One row per run (or measurement) matching ``select``, with its number in ``value``."""
     runs = results.runs
     if len(runs) == 0:
-        return []
-    mask = runs["status"] == "finished"
-    for field, wanted in select.items():
-        if field not in runs:
-            return []
-        mask &= runs[field].map(lambda v, w=wanted: _matches(v, w))
-    chosen = runs[mask]
-    if "@" in value:
-        metric, epoch = value.split("@")
-        epochs = results.epochs
-        rows = epochs[(epochs["run_id"].isin(chosen["run_id"])) & (epochs["epoch"] == int(epoch))]
-        values = rows[metric].tolist() if metric in rows else []
+        return None
+    if ":" in value:  # a stored measurement, with its configuration's fields beside it
+        kind, field = value.split(":", 1)
+        m = results.measurements
+        if m is None or len(m) == 0 or "kind" not in m or field not in m:
+            return None
+        mine = m[m["kind"] == kind]
+        configs = runs.groupby("config_id", sort=False).first()
+        configs = configs[[c for c in configs.columns if c not in mine.columns]]
+        rows = mine.join(configs, on="config_id")
+        rows = rows.assign(value=rows[field].astype(float))
     else:
-        values = chosen[value].tolist() if value in chosen else []
-    return [float(v) for v in values if v is not None and np.isfinite(v)]
+        rows = _per_run(results, runs[runs["status"] == "finished"], value)
+    for key, wanted in select.items():
+        if key not in rows:
+            return None
+        rows = rows[rows[key].map(lambda v, w=wanted: _matches(v, w))]
+    return rows[np.isfinite(rows["value"])]
+
+
+def _values(results: Any, select: dict[str, Any], value: str) -> list[float]:
+    rows = _rows(results, select, value)
+    return [] if rows is None else rows["value"].astype(float).tolist()
 
 
 def _fmt(values: list[float], scale: float) -> str:
@@ -80,8 +134,32 @@ def _fmt(values: list[float], scale: float) -> str:
     return text + f" (n={len(values)})"
 
 
+def _trend(claim: Claim, results: Any) -> tuple[str, bool | None]:
+    """Spearman's ρ between the field and the mean value at each of its settings."""
+    from scipy.stats import spearmanr
+
+    field = claim.increases_with or claim.decreases_with
+    rows = _rows(results, claim.select, claim.value)
+    if rows is None or field not in rows or len(rows) == 0:
+        return "no runs", None
+    means = rows.groupby(field)["value"].mean().sort_index() * claim.scale
+    shown = ", ".join(f"{_plain(k)}: {v:.3g}" for k, v in means.items())
+    if len(means) < 2:
+        return shown, None
+    rho = float(spearmanr(means.index.astype(float), means.values).statistic) if len(set(means.values)) > 1 else 0.0
+    holds = rho >= TREND_THRESHOLD if claim.increases_with else rho <= -TREND_THRESHOLD
+    return f"ρ = {rho:+.2f} ({shown})", holds
+
+
+def _plain(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def check(claim: Claim, results: Any) -> dict[str, Any]:
     """{claim, published, measured, holds}: holds is True, False or None (nothing to compare)."""
+    if claim.increases_with or claim.decreases_with:
+        measured, holds = _trend(claim, results)
+        return {"claim": claim.claim, "published": claim.published, "measured": measured, "holds": holds}
     mine = _values(results, claim.select, claim.value)
     measured = _fmt(mine, claim.scale)
     holds: bool | None = None
