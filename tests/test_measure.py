@@ -64,3 +64,26 @@ def test_memory_command_runs_and_stores(tiny_spec, tmp_path):
     (row,) = json.loads(done.stdout)
     assert row["batch_size"] == 8 and row["peak_rss_mb"] > 0
     assert load(tmp_path).measurements["kind"].tolist() == ["memory"]
+
+
+def test_a_specs_measure_section_is_taken_once_after_the_sweep(tiny_spec, tmp_path):
+    spec = tmp_path / "measured.toml"
+    spec.write_text(tiny_spec.read_text() + "\n[measure.grad-stats]\nbatch_sizes = [1, 64]\nbatches = 50\n"
+                    "diversity_batches = 0\nafter_epochs = [0, 2]\n")
+    out = tmp_path / "out"
+    args = ("run", str(spec), "--out", str(out), "--quiet", "--no-report", "--set", "sweep.trials=1")
+    done = batchlab(*args)
+    assert done.returncode == 0, done.stderr
+    stored = load(out).measurements
+    assert sorted(stored["label"]) == ["batch 1 after 0 epochs", "batch 1 after 2 epochs",
+                                       "batch 64 after 0 epochs", "batch 64 after 2 epochs"]
+    first = load(out).runs.sort_values("train.batch_size")["config_id"].iloc[0]
+    assert set(stored["config_id"]) == {first} and set(stored["seed"]) == {0}
+    assert all(stored["grad_norm_mean"] > 0)
+    assert batchlab(*args, "--resume").returncode == 0
+    assert len(load(out).measurements) == 4  # taken once, however often the study is run
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(tiny_spec.read_text() + "\n[measure.grad-stats]\nbatches = 1\n")
+    done = batchlab("run", str(bad), "--out", str(tmp_path / "bad"))
+    assert done.returncode == 2 and "batches" in done.stderr and "Traceback" not in done.stderr

@@ -156,6 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     _analyze_after_sweep(out, plan.runs, jobs)
+    _measure_after_sweep(out, plan)
     rows = summarize(load(out), config_ids=list(dict.fromkeys(r.config_id for r in plan.runs)))
     _print_table(rows, f"{plan.study.name}: {out}")
     if not args.no_report:
@@ -222,6 +223,7 @@ def _run_in_world(plan: Any, out: Path, world: Any, args: argparse.Namespace) ->
     finally:
         dist.destroy_process_group()
     _analyze_after_sweep(out, plan.runs, 1)
+    _measure_after_sweep(out, plan)
     _print_table(summarize(load(out)), f"{plan.study.name}: {out} ({world.size} processes per run)")
     if not args.no_report:
         from batchlab.report import write_report
@@ -254,6 +256,15 @@ def _analyze_after_sweep(out: Path, runs: list[Any], jobs: int) -> None:
                 analyze_directory(out, name, params, pairs=pairs, jobs=jobs, skip_done=True)
         else:
             analyze_directory(out, name, params, run_ids=run_ids, jobs=jobs, skip_done=True)
+
+
+def _measure_after_sweep(out: Path, plan: Any) -> None:
+    """The spec's [measure] section, on its first configuration (seed 0), as `batchlab grad-stats` does."""
+    if plan.study.measure:
+        from batchlab.measure import measure_study
+
+        for name in measure_study(out, plan.study.measure, plan.runs[0]):
+            print(f"measured {name} on configuration {plan.runs[0].config_id}", file=sys.stderr)
 
 
 def _print_table(rows: list[dict[str, Any]], title: str) -> None:
@@ -309,30 +320,31 @@ def cmd_measure(args: argparse.Namespace) -> int:
     if getattr(args, "batches", 2) < 2:
         raise SpecError(f"--batches must be at least 2, got {args.batches}")
 
-    from batchlab import measure
+    from batchlab.measure import measurements
     from batchlab.preflight import preflight
 
     preflight([run])
     if args.command == "noise-scale":
-        if min(args.after_epochs) < 0:
-            raise SpecError("--after-epochs must be 0 or more")
-        rows = [measure.noise_scale_at(config, n, args.small, args.big, args.batches) for n in args.after_epochs]
-        label = lambda row: f"after {row['after_epochs']} epochs"  # noqa: E731
+        params = {"after_epochs": args.after_epochs, "small": args.small, "big": args.big, "batches": args.batches}
     elif args.command == "grad-stats":
-        rows = measure.grad_stats_at(config, args.after_epochs, _sizes(args.batch_sizes), args.batches,
-                                     args.diversity_batches)
-        label = lambda row: f"batch {row['batch_size']} after {row['after_epochs']} epochs"  # noqa: E731
+        params = {"batch_sizes": _sizes(args.batch_sizes), "after_epochs": [args.after_epochs],
+                  "batches": args.batches, "diversity_batches": args.diversity_batches}
     else:
-        rows = measure.step_memory(config, _sizes(args.batch_sizes))
-        label = lambda row: f"batch {row['batch_size']}"  # noqa: E731
+        params = {"batch_sizes": _sizes(args.batch_sizes)}
+    try:
+        resolved = measurements.resolve({"name": args.command, **params})
+    except ValueError as e:
+        raise SpecError(f"{args.command}: {e}") from None
+    labelled = measurements.build(resolved, config)
+    rows = [row for _, row in labelled]
 
     from batchlab.store import ResultsStore
 
     out = Path(args.out or Path("runs") / plan.study.name)
     store = ResultsStore(out)
     try:
-        for row in rows:
-            store.add_measurement(args.command, run.config_id, args.seed, label(row), row)
+        for label, row in labelled:
+            store.add_measurement(args.command, run.config_id, args.seed, label, row)
     finally:
         store.close()
     if args.json:

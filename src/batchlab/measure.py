@@ -1,8 +1,10 @@
-"""Measurements at one point of training, behind ``batchlab noise-scale``, ``grad-stats`` and ``memory``.
+"""Measurements at one point of training: ``noise-scale``, ``grad-stats`` and ``memory``.
 
 Each takes a run configuration (a spec's first configuration, seed 0 unless asked otherwise), gets
 the model at initialization or after a short training prefix, measures, and returns plain dicts
-that the CLI prints and stores in the results store's ``measurements`` table.
+that go into the results store's ``measurements`` table. They are registered by name, so the same
+builder answers the CLI (``batchlab grad-stats SPEC``) and a spec's ``[measure]`` section, which a
+study takes after its sweep (``measure_study``).
 """
 
 from __future__ import annotations
@@ -10,13 +12,19 @@ from __future__ import annotations
 import copy
 import multiprocessing as mp
 import resource
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import nn
 
+from pydantic import Field, NonNegativeInt, PositiveInt
+
 from batchlab.data import DataSplits, load_data
 from batchlab.losses import Loss
+from batchlab.registry import Registry
+
+measurements = Registry("measurement")
+Rows = list[tuple[str, dict[str, Any]]]  # (label, row): the label keys the row in the store
 
 
 def model_at(config: dict[str, Any], after_epochs: int) -> tuple[nn.Module, Loss, DataSplits]:
@@ -133,3 +141,53 @@ def step_memory(config: dict[str, Any], batch_sizes: list[int]) -> list[dict[str
         rows.append(results.get(timeout=5))
     return rows
 
+
+
+# ----------------------------------------------------------------------------- the registry
+
+
+@measurements.register("noise-scale")
+def noise_scale_rows(config: dict[str, Any], *, after_epochs: list[NonNegativeInt] = [0, 1],  # noqa: B006
+                     small: PositiveInt = 16, big: PositiveInt | None = None,
+                     batches: Annotated[int, Field(ge=2)] = 200) -> Rows:
+    """Gradient noise scale and predicted critical batch size (McCandlish et al.)."""
+    return [(f"after {n} epochs", noise_scale_at(config, n, small, big, batches)) for n in after_epochs]
+
+
+@measurements.register("grad-stats")
+def grad_stats_rows(config: dict[str, Any], *, batch_sizes: list[PositiveInt] = [1, 10, 100, 1000],  # noqa: B006
+                    batches: Annotated[int, Field(ge=2)] = 1000, diversity_batches: NonNegativeInt = 20,
+                    after_epochs: list[NonNegativeInt] = [0]) -> Rows:  # noqa: B006
+    """Norm of the batch gradient vs batch size over random batches, and gradient diversity (seed 004)."""
+    return [(f"batch {row['batch_size']} after {row['after_epochs']} epochs", row)
+            for n in after_epochs for row in grad_stats_at(config, n, batch_sizes, batches, diversity_batches)]
+
+
+@measurements.register("memory")
+def memory_rows(config: dict[str, Any], *, batch_sizes: list[PositiveInt] = [20, 100, 1000]) -> Rows:  # noqa: B006
+    """Peak process memory of a training step, by batch size."""
+    return [(f"batch {row['batch_size']}", row) for row in step_memory(config, batch_sizes)]
+
+
+def measure_study(directory: Any, wanted: dict[str, dict[str, Any]], run: Any, seed: int = 0) -> list[str]:
+    """A study's ``[measure]`` section, taken on its first configuration after the sweep.
+
+    A measurement already stored for that configuration and seed is not taken again, so a resumed
+    or re-run study adds only what is missing. Returns the names taken now.
+    """
+    from batchlab.store import ResultsStore
+
+    store = ResultsStore(directory)
+    try:
+        done = {kind for kind, config_id, s, *_ in store.measurement_rows() if config_id == run.config_id and s == seed}
+        taken = []
+        for name, params in wanted.items():
+            if name in done:
+                continue
+            rows = measurements.build({"name": name, **params}, {**run.config, "seed": seed})
+            for label, row in rows:
+                store.add_measurement(name, run.config_id, seed, label, row)
+            taken.append(name)
+        return taken
+    finally:
+        store.close()

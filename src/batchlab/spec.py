@@ -68,6 +68,7 @@ def _named_table(kind: str, section: str) -> Any:
 
 Probes = Annotated[dict[str, dict[str, Any]], _named_table("probe", "probes")]
 Analyses = Annotated[dict[str, dict[str, Any]], _named_table("analysis", "analysis")]
+Measures = Annotated[dict[str, dict[str, Any]], _named_table("measurement", "measure")]
 
 
 class _Section(BaseModel):
@@ -209,6 +210,7 @@ class Study(_Section):
     probes: Probes = Field({}, description="measurements taken while training (probes.py)")
     checkpoints: Checkpoints = Field(default_factory=Checkpoints)
     analysis: Analyses = Field({}, description="analyses of each run's final weights (analysis/__init__.py)")
+    measure: Measures = Field({}, description="measurements of the first configuration after the sweep (measure.py)")
     sweep: SweepSpec = Field(default_factory=SweepSpec)
     claims: list[Claim] = Field([], description="published claims, checked in the report (claims.py)")
     quick: dict[str, Any] | None = None
