@@ -91,3 +91,27 @@ def test_trends_use_the_rank_correlation_of_the_means():
     assert check(claim(value="sharpness:sharpness", scale=1, select={"train.batch_size": 32}, at_least=9), rising)[
         "holds"] is True
     assert check(claim(value="sharpness:missing", scale=1, at_least=0), rising)["measured"] == "no runs"
+
+
+def tuned_results() -> Results:
+    """Steps to a target: at batch 8 the rate 0.1 is best, at batch 64 the rate 0.4."""
+    steps = {(8, 0.1): [100, 110], (8, 0.4): [300, 320], (64, 0.1): [90, 95], (64, 0.4): [20, 30]}
+    runs = pd.DataFrame([{"run_id": f"r{b}-{lr}-{i}", "config_id": f"c{b}-{lr}", "seed": i, "status": "finished",
+                          "train.batch_size": b, "train.lr": lr, "target_step": v,
+                          "train.optimizer": "sgd(momentum=0.9)", "train.sam.rho": 0.05 if lr == 0.4 else None}
+                         for (b, lr), vs in steps.items() for i, v in enumerate(vs)])
+    return Results(runs, pd.DataFrame(columns=["run_id", "epoch"]), None, pd.DataFrame(), pd.DataFrame())
+
+
+def test_tuned_learning_rates_ratios_and_component_names():
+    r = tuned_results()
+    tuned = dict(value="target_step", scale=1, best_over="train.lr")
+    best8 = check(claim(**tuned, select={"train.batch_size": 8}, between=[104, 106]), r)
+    assert best8["holds"] is True and best8["measured"].startswith("105")  # lr 0.1's mean, not all four runs
+    ratio = check(claim(**tuned, select={"train.batch_size": 8}, ratio_to={"train.batch_size": 64}, at_least=4), r)
+    assert ratio["holds"] is True and ratio["measured"].startswith("4.2×")  # 105 / 25
+    assert check(claim(**tuned, decreases_with="train.batch_size"), r)["holds"] is True
+    assert check(claim(value="target_step", scale=1, select={"train.optimizer": "sgd", "train.sam": "none"},
+                       between=[98, 99]), r)["measured"] == "98.8 ± 8.5 (n=4)"  # the lr-0.1 runs: no SAM
+    with pytest.raises(ValueError, match="ratio_to goes with"):
+        claim(ratio_to={"train.batch_size": 64}, above={"train.batch_size": 8})

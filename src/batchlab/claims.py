@@ -15,6 +15,13 @@ across a field (``increases_with`` / ``decreases_with``, e.g. ``"train.batch_siz
 - a stored measurement: ``sharpness:sharpness`` or ``grad-stats:grad_norm_mean`` (``kind:field``);
   ``select`` may then also name the measurement's own fields (``after_epochs``, ``batch_size``, ``label``).
 
+``best_over = "train.lr"`` keeps, at each setting of the trend's field (or in the selection), only
+the runs of the learning rate whose mean is best (``best = "min"`` or ``"max"``): "with the rate
+tuned per batch size". ``ratio_to`` (another ``select``) turns the value into the ratio of the two
+means, to which ``between`` / ``at_least`` / ``at_most`` then apply ("steps fall 4× from batch 8 to 32").
+In ``select``, a component is matched by its name alone (``"train.optimizer" = "adam"``), and
+``"none"`` matches an unset optional section (``"train.sam" = "none"``).
+
 A range, bound or direction uses the mean over finished trials and shows it with its std and n, so a
 reader sees how far the claim is from holding. A trend holds when Spearman's rank correlation between
 the field and the per-value means is at least +0.5 (``increases_with``) or at most −0.5: a direction,
@@ -25,7 +32,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -51,16 +58,25 @@ class Claim(BaseModel):
     increases_with: str | None = None
     decreases_with: str | None = None
     than: str | None = None  # the other side's value, when it is not ``value`` (e.g. an earlier epoch)
+    ratio_to: dict[str, Any] | None = None
+    best_over: str | None = None
+    best: Literal["min", "max"] = "min"
 
     @model_validator(mode="after")
     def _one_expectation(self) -> Claim:
         given = [k for k in EXPECTATIONS if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(f"claim {self.claim!r}: give exactly one of {', '.join(EXPECTATIONS)}")
+        if self.ratio_to is not None and given[0] not in ("between", "at_least", "at_most"):
+            raise ValueError(f"claim {self.claim!r}: ratio_to goes with between, at_least or at_most")
         return self
 
 
 def _matches(value: Any, wanted: Any) -> bool:
+    if isinstance(wanted, str) and wanted == "none":
+        return value is None or (isinstance(value, float) and math.isnan(value))
+    if isinstance(wanted, str) and isinstance(value, str) and "(" not in wanted and value.startswith(wanted + "("):
+        return True  # a component by its name: "sgd" matches "sgd(momentum=0.9, ...)"
     if isinstance(wanted, float) or isinstance(value, float):
         try:
             return math.isclose(float(value), float(wanted), rel_tol=1e-9)
@@ -114,13 +130,34 @@ def _rows(results: Any, select: dict[str, Any], value: str) -> Any:
         rows = _per_run(results, runs[runs["status"] == "finished"], value)
     for key, wanted in select.items():
         if key not in rows:
+            if wanted == "none" and any(c.startswith(key + ".") for c in rows.columns):
+                fields = [c for c in rows.columns if c.startswith(key + ".")]
+                rows = rows[rows[fields].isna().all(axis=1)]
+                continue
             return None
         rows = rows[rows[key].map(lambda v, w=wanted: _matches(v, w))]
     return rows[np.isfinite(rows["value"])]
 
 
-def _values(results: Any, select: dict[str, Any], value: str) -> list[float]:
+def _tuned(rows: Any, claim: Claim, by: str | None = None) -> Any:
+    """Only the runs of the best ``best_over`` setting (e.g. learning rate), per setting of ``by``."""
+    if rows is None or claim.best_over is None or len(rows) == 0:
+        return rows
+    if claim.best_over not in rows:
+        return None
+    keys = [by] if by else []
+    means = rows.groupby([*keys, claim.best_over])["value"].mean().reset_index()
+    pick = means.loc[means.groupby(keys)["value"].idxmin() if keys else [means["value"].idxmin()]] \
+        if claim.best == "min" else \
+        means.loc[means.groupby(keys)["value"].idxmax() if keys else [means["value"].idxmax()]]
+    chosen = set(map(tuple, pick[[*keys, claim.best_over]].astype(str).values))
+    return rows[[tuple(r) in chosen for r in rows[[*keys, claim.best_over]].astype(str).values]]
+
+
+def _values(results: Any, select: dict[str, Any], value: str, claim: Claim | None = None) -> list[float]:
     rows = _rows(results, select, value)
+    if claim is not None:
+        rows = _tuned(rows, claim)
     return [] if rows is None else rows["value"].astype(float).tolist()
 
 
@@ -140,6 +177,8 @@ def _trend(claim: Claim, results: Any) -> tuple[str, bool | None]:
 
     field = claim.increases_with or claim.decreases_with
     rows = _rows(results, claim.select, claim.value)
+    if rows is not None and field in rows:
+        rows = _tuned(rows, claim, by=field)
     if rows is None or field not in rows or len(rows) == 0:
         return "no runs", None
     means = rows.groupby(field)["value"].mean().sort_index() * claim.scale
@@ -160,9 +199,17 @@ def check(claim: Claim, results: Any) -> dict[str, Any]:
     if claim.increases_with or claim.decreases_with:
         measured, holds = _trend(claim, results)
         return {"claim": claim.claim, "published": claim.published, "measured": measured, "holds": holds}
-    mine = _values(results, claim.select, claim.value)
+    mine = _values(results, claim.select, claim.value, claim)
     measured = _fmt(mine, claim.scale)
     holds: bool | None = None
+    if mine and claim.ratio_to is not None:
+        other = _values(results, claim.ratio_to, claim.than or claim.value, claim)
+        if not other or float(np.mean(other)) == 0:
+            return {"claim": claim.claim, "published": claim.published, "measured": measured + " vs no runs",
+                    "holds": None}
+        ratio = float(np.mean(mine)) / float(np.mean(other))
+        measured = f"{ratio:.3g}× ({measured} / {_fmt(other, claim.scale)})"
+        mine = [ratio / claim.scale]
     if mine:
         mean = float(np.mean(mine)) * claim.scale
         if claim.between is not None:
@@ -173,7 +220,7 @@ def check(claim: Claim, results: Any) -> dict[str, Any]:
             holds = mean <= claim.at_most
         else:
             other_select = claim.above if claim.above is not None else claim.below
-            other = _values(results, other_select or {}, claim.than or claim.value)
+            other = _values(results, other_select or {}, claim.than or claim.value, claim)
             measured += f" vs {_fmt(other, claim.scale)}"
             if other:
                 other_mean = float(np.mean(other)) * claim.scale
