@@ -43,6 +43,25 @@ trials = 3
     assert len({r.run_id for r in p.runs}) == 15
 
 
+def test_sub_grids_are_crossed_with_the_top_grid():
+    p = plan("""
+[sweep]
+"train.batch_size" = [20, 100]
+[[sweep.grids]]
+"train.optimizer" = ["sgd"]
+"train.lr" = [0.01, 0.1]
+[[sweep.grids]]
+"train.optimizer" = ["adam"]
+"train.lr" = [0.001]
+""")
+    configs = [(r.config["train"]["batch_size"], r.config["train"]["optimizer"]["name"], r.config["train"]["lr"])
+               for r in p.runs]
+    assert configs == [(20, "sgd", 0.01), (20, "sgd", 0.1), (20, "adam", 0.001),
+                       (100, "sgd", 0.01), (100, "sgd", 0.1), (100, "adam", 0.001)]
+    with pytest.raises(SpecError, match=r"sweep.grids\[0\] 'train.lr' must be a non-empty list"):
+        plan('[[sweep.grids]]\n"train.lr" = 0.1\n')
+
+
 def test_swept_component_parameters_are_validated_and_resolved():
     p = plan('[sweep]\n"train.optimizer.momentum" = [0.0, 0.5]\n')
     assert [r.config["train"]["optimizer"]["momentum"] for r in p.runs] == [0.0, 0.5]

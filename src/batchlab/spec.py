@@ -181,13 +181,28 @@ class SweepSpec(BaseModel):
     model_config = ConfigDict(extra="allow")
     trials: PositiveInt = 1
     include: list[dict[str, Any]] = []
+    grids: list[dict[str, Any]] = Field([], description="sub-grids, each a product of its lists; their union "
+                                        "is crossed with the top-level grid (e.g. each optimizer its own rates)")
 
     @model_validator(mode="after")
     def _grid_values_are_lists(self) -> SweepSpec:
-        for key, values in (self.__pydantic_extra__ or {}).items():
-            if not isinstance(values, list) or not values:
-                raise ValueError(f"sweep {key!r} must be a non-empty list of values, got {values!r}")
+        for where, grid in [("sweep", self.__pydantic_extra__ or {}),
+                            *((f"sweep.grids[{i}]", g) for i, g in enumerate(self.grids))]:
+            for key, values in grid.items():
+                if not isinstance(values, list) or not values:
+                    raise ValueError(f"{where} {key!r} must be a non-empty list of values, got {values!r}")
         return self
+
+    def variants(self) -> list[dict[str, Any]]:
+        """Every grid point's overrides: top grid × (union of sub-grids), then the includes."""
+        def product(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+            return [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
+
+        subs = [point for grid in self.grids for point in product(grid)] or [{}]
+        points = [{**top, **sub} for top in product(self.grid) for sub in subs]
+        if self.include and points == [{}]:
+            points = []
+        return points + list(self.include)
 
     @property
     def grid(self) -> dict[str, list[Any]]:
@@ -362,13 +377,7 @@ def plan_study(doc: dict[str, Any], *, quick: bool = False, sets: list[tuple[str
     study = validate_study(doc)
     base = {k: v for k, v in doc.items() if k not in ("sweep", "quick")}
 
-    variants: list[dict[str, Any]] = []
-    grid = study.sweep.grid
-    for combo in itertools.product(*grid.values()):
-        variants.append(dict(zip(grid, combo, strict=True)))
-    if study.sweep.include and variants == [{}]:
-        variants = []
-    variants.extend(study.sweep.include)
+    variants = study.sweep.variants()
 
     runs: list[RunSpec] = []
     seen: set[str] = set()
