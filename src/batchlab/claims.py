@@ -129,11 +129,11 @@ def _rows(results: Any, select: dict[str, Any], value: str) -> Any:
     else:
         rows = _per_run(results, runs[runs["status"] == "finished"], value)
     for key, wanted in select.items():
+        parts = [c for c in rows.columns if c.startswith(key + ".")]  # a section flattened to its fields
+        if wanted == "none" and parts:
+            rows = rows[rows[[c for c in [key, *parts] if c in rows]].isna().all(axis=1)]
+            continue
         if key not in rows:
-            if wanted == "none" and any(c.startswith(key + ".") for c in rows.columns):
-                fields = [c for c in rows.columns if c.startswith(key + ".")]
-                rows = rows[rows[fields].isna().all(axis=1)]
-                continue
             return None
         rows = rows[rows[key].map(lambda v, w=wanted: _matches(v, w))]
     return rows[np.isfinite(rows["value"])]

@@ -71,6 +71,11 @@ Analyses = Annotated[dict[str, dict[str, Any]], _named_table("analysis", "analys
 Measures = Annotated[dict[str, dict[str, Any]], _named_table("measurement", "measure")]
 
 
+def _off_is_none(value: Any) -> Any:
+    """``"none"`` or ``false`` switch an optional section off, so a sweep can list "without" beside "with"."""
+    return None if value in ("none", False) else value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -146,7 +151,8 @@ class TrainSpec(_Section):
     batch_schedule: _component("batch schedule", "constant")
     regime: Literal["same-epochs", "same-updates"] = "same-epochs"
     accumulate: PositiveInt = Field(1, description="micro-batches per batch (gradient accumulation)")
-    sam: Sam | None = None
+    sam: Annotated[Sam | None, BeforeValidator(_off_is_none)] = Field(
+        None, description='SAM/ASAM around the optimizer; "none" or false for plain (e.g. in a sweep)')
     clip_grad_norm: PositiveFloat | None = None
     drop_last: bool = False
     device: Literal["cpu", "cuda"] = Field("cpu", description="where the data and model sit (--device)")

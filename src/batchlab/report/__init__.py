@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from batchlab.report.data import ReportData, prepare
-from batchlab.report.tables import Table, analysis_tables, claims_table, results_table
+from batchlab.report.tables import Table, analysis_tables, claims_table, critical_batch_table, results_table
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; padding: 0 1em; }
@@ -114,9 +114,12 @@ def write_report(directory: str | Path) -> Path:
         store.close()
     data = prepare(results, study)
     claims = claims_table(data)
-    tables = [*([claims] if claims else []), results_table(data), *analysis_tables(data)]
+    critical = critical_batch_table(data)
+    tables = [*([claims] if claims else []), results_table(data), *([critical] if critical else []),
+              *analysis_tables(data)]
     made = build_figures(data, directory / "figures")
-    markdown = [f"# {study.get('name', 'study')}\n", *(t.markdown() for t in tables)]
+    markdown = [f"# {study.get('name', 'study')}\n", *([study["description"] + "\n"] if study.get("description") else []),
+                *(t.markdown() for t in tables)]
     (directory / "summary.md").write_text("\n".join(markdown))
     path = directory / "report.html"
     tmp = path.with_name(".report.html.tmp")

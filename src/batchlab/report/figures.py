@@ -226,24 +226,57 @@ def lr_batch_heatmap(data: ReportData) -> Any:
 
 @figures.register("steps-to-target")
 def steps_to_target(data: ReportData) -> Any:
-    """Steps to the target vs batch size, log-log, with the perfect-scaling line (Shallue et al.)."""
+    """Steps to the target vs batch size, log-log, with the perfect-scaling line (Shallue et al.); with
+    several rates, the best rate per batch size, McCandlish et al.'s fit and the measured noise scale."""
+    from batchlab.critical import fit_steps, tuned_steps
+
     runs = data.results.runs
     if "target_step" not in runs or not _many_batch_sizes(data) or runs["target_step"].notna().sum() == 0:
         return None
-    fig, axes = _figure(1, width=5.5, height=4.2)
+    fig, axes = _figure(1, width=6, height=4.4)
     ax = axes[0]
-    values = _run_values(data, "target_step")
-    _by_batch(ax, data, values, "steps to the target", log_y=True)
-    reached = [(c.batch_size, np.nanmean([v for v in values[c.config_id] if v is not None]))
-               for c in data.configs if any(v is not None and np.isfinite(v) for v in values.get(c.config_id, []))]
-    if reached:
-        b0, s0 = min(reached)
-        xs = np.array(data.batch_sizes, dtype=float)
-        ax.plot(xs, s0 * b0 / xs, color="0.3", linestyle="--", lw=1, label="perfect scaling (steps ∝ 1/batch)")
+    if "train.lr" in runs and runs["train.lr"].nunique() > 1:
+        best = tuned_steps(runs)
+        if not best:
+            return None
+        xs = np.array([r["batch_size"] for r in best], dtype=float)
+        ys = np.array([r["steps"] for r in best])
+        ax.errorbar(xs, ys, yerr=[r["std"] for r in best], marker="o", capsize=3, color="C0",
+                    label="measured, best rate per batch size")
+        for x, y, r in zip(xs, ys, best, strict=True):
+            ax.annotate(f"{r['lr']:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color="0.4")
+        fit = fit_steps(xs.tolist(), ys.tolist())
+        grid = np.geomspace(xs.min(), xs.max(), 100)
+        if fit:
+            ax.plot(grid, fit["s_min"] * (1 + fit["b_noise"] / grid), color="C1",
+                    label=f"S_min(1 + B_noise/B): B_noise ≈ {fit['b_noise']:.0f}")
+            ax.axvline(fit["b_noise"], color="C1", linestyle=":", lw=1)
+        noise = data.measurements("noise-scale")
+        if len(noise) and "b_simple" in noise:
+            for (after, value), colour in zip(noise.groupby("after_epochs")["b_simple"].mean().items(),
+                                              ("C2", "C3", "C4", "C5"), strict=False):
+                ax.axvline(value, color=colour, linestyle="--", lw=1,
+                           label=f"noise scale B_simple after {after} epochs ≈ {value:.0f}")
+        ax.plot(grid, ys[0] * xs[0] / grid, color="0.3", linestyle="--", lw=1, label="perfect scaling (steps ∝ 1/B)")
+        _plain_log(ax, "x")
+        _plain_log(ax, "y")
+        ax.set_xlabel("batch size (examples)")
+        ax.set_ylabel("steps to the target")
+        ax.grid(alpha=0.3, which="both")
+    else:
+        values = _run_values(data, "target_step")
+        _by_batch(ax, data, values, "steps to the target", log_y=True)
+        reached = [(c.batch_size, np.nanmean([v for v in values[c.config_id] if v is not None]))
+                   for c in data.configs
+                   if any(v is not None and np.isfinite(v) for v in values.get(c.config_id, []))]
+        if reached:
+            b0, s0 = min(reached)
+            xs = np.array(data.batch_sizes, dtype=float)
+            ax.plot(xs, s0 * b0 / xs, color="0.3", linestyle="--", lw=1, label="perfect scaling (steps ∝ 1/batch)")
     target = data.study.get("train", {}).get("target") or {}
     if target:
         ax.set_title(f"{target.get('metric')} reaching {target.get('value')}")
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return fig
 

@@ -108,3 +108,31 @@ def claims_table(data: ReportData) -> Table | None:
         rows.append([result["claim"], result["published"], result["measured"], verdict])
     return Table("Published vs measured", ["claim", "published", "measured (mean ± std over trials)", "holds"], rows,
                  "each claim checked on the mean over finished trials")
+
+
+def critical_batch_table(data: ReportData) -> Table | None:
+    """With a batch-size × rate sweep to a target: the best rate's steps per batch size, and the fit."""
+    from batchlab.critical import fit_steps, tuned_steps
+
+    runs = data.results.runs
+    if "train.lr" not in runs or runs["train.lr"].nunique() < 2:
+        return None
+    best = tuned_steps(runs)
+    if len(best) < 2:
+        return None
+    base = best[0]
+    rows = [[str(r["batch_size"]), f"{r['lr']:g}", f"{r['steps']:.4g} ± {r['std']:.2g} (n={r['n']})",
+             f"{base['steps'] * base['batch_size'] / r['batch_size']:.4g}",
+             f"{base['steps'] * base['batch_size'] / (r['steps'] * r['batch_size']):.2f}"] for r in best]
+    fit = fit_steps([r["batch_size"] for r in best], [r["steps"] for r in best])
+    note = "rate tuned per batch size: the rate whose trials all reached the target in the fewest steps on average"
+    if fit:
+        note += (f"; fit S = S_min(1 + B_noise/B): S_min ≈ {fit['s_min']:.3g} steps, B_noise ≈ {fit['b_noise']:.3g} "
+                 f"(the critical batch), E_min ≈ {fit['e_min']:.3g} examples")
+    noise = data.measurements("noise-scale")
+    if len(noise) and "b_simple" in noise:
+        measured = ", ".join(f"{v:.3g} after {a} epochs" for a, v in noise.groupby("after_epochs")["b_simple"].mean().items())
+        note += f"; measured noise scale B_simple: {measured}"
+    return Table("Steps to the target and the critical batch size",
+                 ["batch size", "best rate", "steps (mean ± std)", "perfect scaling from the smallest batch",
+                  "scaling efficiency"], rows, note)
