@@ -74,7 +74,7 @@ class Claim(BaseModel):
 
 def _matches(value: Any, wanted: Any) -> bool:
     if isinstance(wanted, str) and wanted == "none":
-        return value is None or (isinstance(value, float) and math.isnan(value))
+        return value is None or value == "none" or (isinstance(value, float) and math.isnan(value))
     if isinstance(wanted, str) and isinstance(value, str) and "(" not in wanted and value.startswith(wanted + "("):
         return True  # a component by its name: "sgd" matches "sgd(momentum=0.9, ...)"
     if isinstance(wanted, float) or isinstance(value, float):
@@ -135,8 +135,10 @@ def _rows(results: Any, select: dict[str, Any], value: str) -> Any:
             continue
         if key not in rows:
             return None
-        rows = rows[rows[key].map(lambda v, w=wanted: _matches(v, w))]
-    return rows[np.isfinite(rows["value"])]
+        rows = rows[rows[key].map(lambda v, w=wanted: _matches(v, w)).astype(bool)]
+        if len(rows) == 0:
+            return None
+    return rows[np.isfinite(rows["value"].astype(float))]
 
 
 def _tuned(rows: Any, claim: Claim, by: str | None = None) -> Any:

@@ -23,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true", help="apply the spec's [quick] section: a few-minute version")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a field by dotted name, e.g. --set train.epochs=5 (repeatable)")
+    run.add_argument("--data", metavar="PATH", help="train on your own images: a folder with one sub-folder per "
+                     "class (e.g. cats/ dogs/), in place of the spec's dataset (its split settings kept)")
     run.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
     run.add_argument("--no-report", action="store_true", help="skip writing report.html, figures/ and summary.md")
     run.add_argument("--ddp", type=int, metavar="N", help="split every batch across N data-parallel processes "
@@ -116,6 +118,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     doc, _ = read_document(args.target)
     sets = [parse_override(s) for s in args.set]
+    if args.data:
+        quick_data = (doc.get("quick") or {}).get("data", {}) if args.quick else {}
+        sets.insert(0, ("data", _image_folder(args.data, {**(doc.get("data") or {}), **quick_data})))
     if args.ddp is not None:
         if args.ddp < 1:
             raise SpecError(f"--ddp must be at least 1, got {args.ddp}")
@@ -164,6 +169,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(f"report: {write_report(out)}")
     return 0
+
+
+def _image_folder(path: str, data: dict[str, Any]) -> dict[str, Any]:
+    """``--data PATH``: the image-folder dataset at PATH, keeping the spec's split and normalization."""
+    if not Path(path).is_dir():
+        raise SpecError(f"--data: {path!r} is not a directory (expected one sub-folder of images per class)")
+    kept = {k: data[k] for k in ("subset", "val_fraction", "normalize", "seed") if k in data}
+    return {**kept, "name": "image-folder", "path": str(Path(path).resolve())}
 
 
 def _device(requested: str) -> str:
