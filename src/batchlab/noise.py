@@ -106,7 +106,9 @@ def gradient_norms(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tenso
                       for idx in _batches(len(y), batch_size, batches, generator)])
     out: dict[str, Any] = {"batch_size": batch_size, "batches": batches, "grad_norm_mean": float(norms.mean()),
                            "grad_norm_std": float(norms.std(ddof=1)) if batches > 1 else None,
-                           "grad_sq_mean": float((norms**2).mean())}
+                           "grad_sq_mean": float((norms**2).mean()),
+                           # seed 004's number: the norm of the *summed* gradient, B times the mean's
+                           "sum_norm_mean": float(batch_size * norms.mean())}
     if diversity_batches:
         ratios = []
         for idx in _batches(len(y), batch_size, diversity_batches, generator):
