@@ -149,9 +149,8 @@ def _tuned(rows: Any, claim: Claim, by: str | None = None) -> Any:
         return None
     keys = [by] if by else []
     means = rows.groupby([*keys, claim.best_over])["value"].mean().reset_index()
-    pick = means.loc[means.groupby(keys)["value"].idxmin() if keys else [means["value"].idxmin()]] \
-        if claim.best == "min" else \
-        means.loc[means.groupby(keys)["value"].idxmax() if keys else [means["value"].idxmax()]]
+    best = f"idx{claim.best}"  # idxmin or idxmax: the row of the best mean
+    pick = means.loc[getattr(means.groupby(keys)["value"], best)() if keys else [getattr(means["value"], best)()]]
     chosen = set(map(tuple, pick[[*keys, claim.best_over]].astype(str).values))
     return rows[[tuple(r) in chosen for r in rows[[*keys, claim.best_over]].astype(str).values]]
 
