@@ -20,7 +20,7 @@ def checkpoint_path(directory: str | Path, run_id: str, epoch: int) -> Path:
 def save_checkpoint(model: nn.Module, path: Path) -> None:
     """Write the model's state (parameters and buffers), atomically: a crash leaves no half file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(state, str(tmp))
     tmp.replace(path)

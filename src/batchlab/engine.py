@@ -16,7 +16,9 @@ Speed notes (every trick in one place):
   (two single-thread processes beat one two-thread process here, and the numbers then do not
   depend on how many processes there are);
 - on a GPU (``train.device = "cuda"``) the data are copied to the device once and stay there;
-  the clock waits for the device (``synchronize``) only where a time is read.
+  the clock waits for the device (``synchronize``) only where a time is read, and the step's
+  forward and backward replay from a CUDA graph (graphs.py: launch overhead, not arithmetic, is
+  what a small model's GPU step costs).
 """
 
 from __future__ import annotations
@@ -73,6 +75,12 @@ def channels_last(model: nn.Module, data: DataSplits) -> DataSplits:
     return DataSplits(splits["train"], splits["val"], splits["test"], data.num_classes)
 
 
+def place(model: nn.Module, data: DataSplits, device: torch.device | str) -> DataSplits:
+    """The model and its data on one device, images channels-last: every path that runs a model on
+    data (training, stacked trials, probes, measurements, analyses) goes through here."""
+    return channels_last(model.to(device), data.to(device))
+
+
 def build(config: dict[str, Any], data: DataSplits) -> tuple[nn.Module, Loss]:
     """The model and loss of a configuration, seeded so every trial has its own initialization
     (built on the CPU, so a trial starts from the same weights on every device)."""
@@ -83,10 +91,24 @@ def build(config: dict[str, Any], data: DataSplits) -> tuple[nn.Module, Loss]:
 
 
 def run_device(train: dict[str, Any], world: Any = None) -> torch.device:
-    """The run's device; each data-parallel process on a GPU takes its own."""
+    """The run's device; each data-parallel process on a GPU takes its own.
+
+    On a GPU, cuDNN is held to deterministic kernels: by default it picks convolution algorithms by
+    timing them and some of those accumulate with atomics, so the same seed would not give the same
+    numbers twice.
+    """
     if train.get("device", "cpu") == "cpu":
         return torch.device("cpu")
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     return torch.device("cuda", world.rank % torch.cuda.device_count() if world is not None else 0)
+
+
+def analysis_device(train: dict[str, Any]) -> torch.device:
+    """Where a finished run is analysed: its own device when this machine has it, else the CPU (a
+    study trained on a GPU can be analysed on a laptop)."""
+    if train.get("device", "cpu") == "cuda" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    return run_device(train)
 
 
 def clock(device: torch.device) -> float:
@@ -152,7 +174,7 @@ def train_run(config: dict[str, Any], on_epoch: EpochCallback, data: DataSplits 
     data = data or load_data(config["data"])
     model, loss = build(config, data)
     device = run_device(train_cfg, world)
-    data = channels_last(model.to(device), data.to(device))
+    data = place(model, data, device)
     x_train, y_train = data.train.x, data.train.y
     n = len(y_train)
     timetable = Timetable(train_cfg, n)

@@ -29,12 +29,13 @@ Rows = list[tuple[str, dict[str, Any]]]  # (label, row): the label keys the row 
 
 def model_at(config: dict[str, Any], after_epochs: int) -> tuple[nn.Module, Loss, DataSplits]:
     """The configuration's model at initialization (0) or after ``after_epochs`` epochs of its training."""
-    from batchlab.engine import build, channels_last, train_run
+    from batchlab.engine import build, place, run_device, train_run
 
     data = load_data(config["data"])
+    device = run_device(config["train"])
     if after_epochs == 0:
         model, loss = build(config, data)
-        return model, loss, channels_last(model, data)
+        return model, loss, place(model, data, device)
     prefix = copy.deepcopy(config)
     prefix["train"].update(epochs=after_epochs, target=None, early_stop=None)
     prefix["train"]["regime"] = "same-epochs"
@@ -42,7 +43,7 @@ def model_at(config: dict[str, Any], after_epochs: int) -> tuple[nn.Module, Loss
     if result.model is None or result.status != "finished":
         raise RuntimeError(f"the {after_epochs}-epoch training prefix ended as {result.status}")
     _, loss = build(config, data)
-    return result.model, loss, channels_last(result.model, data)
+    return result.model, loss, place(result.model, data, device)
 
 
 def noise_scale_at(config: dict[str, Any], after_epochs: int, b_small: int, b_big: int | None, batches: int
@@ -100,19 +101,23 @@ def _rss_mb(field: str) -> float:
 
 
 def _step_memory_child(config: dict[str, Any], batch_size: int, results: Any) -> None:
-    from batchlab.engine import build, channels_last
+    from batchlab.engine import build, place, run_device
     from batchlab.optim import optimizers
     from batchlab.updates import make_step
 
     torch.set_num_threads(1)
     data = load_data(config["data"])
     model, loss = build(config, data)
-    data = channels_last(model, data)
+    device = run_device(config["train"])
+    data = place(model, data, device)
     optimizer = optimizers.build(config["train"]["optimizer"], model.parameters(), config["train"]["lr"])
     step = make_step(model, loss, optimizer, config["train"])
     size = min(batch_size, len(data.train.y))
     x, y = data.train.x[:size].clone(), data.train.y[:size].clone()
     model.train()
+    if device.type == "cuda":
+        results.put(_gpu_step_memory(lambda: step(x, y), size, device))
+        return
     exact = _peak_rss_reset()
     before = _rss_mb("VmRSS") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     step(x, y)
@@ -122,12 +127,25 @@ def _step_memory_child(config: dict[str, Any], batch_size: int, results: Any) ->
                  "method": "VmHWM after clear_refs" if exact else "ru_maxrss (an upper bound of the set-up)"})
 
 
+def _gpu_step_memory(step: Any, size: int, device: torch.device) -> dict[str, Any]:
+    """On a GPU the device's allocator knows the peak exactly: reset its mark, take two steps."""
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device) / 2**20
+    step()
+    step()
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20
+    return {"batch_size": size, "peak_gpu_mb": peak, "step_mb": max(0.0, peak - before),
+            "method": "torch.cuda.max_memory_allocated"}
+
+
 def step_memory(config: dict[str, Any], batch_sizes: list[int]) -> list[dict[str, Any]]:
     """Peak process memory of a training step, by batch size, each in a fresh process.
 
     A fresh process per batch size, so one measurement's freed memory cannot hide the next one's;
     ``step_mb`` is the rise of the resident set above the set-up (model, data, optimizer) during two
-    steps. On a GPU the same question is answered by the device's peak allocation (issue 7).
+    steps; for a run on a GPU, the rise of the device's peak allocation instead.
     """
     context = mp.get_context("spawn")
     rows = []

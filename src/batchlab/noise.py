@@ -33,13 +33,11 @@ from batchlab.updates import frozen_bn_stats
 
 @contextmanager
 def side_effect_free(model: nn.Module) -> Iterator[None]:
-    """Train-mode forward passes that leave BN statistics and the global random state as they were."""
-    state = torch.get_rng_state()
-    try:
-        with frozen_bn_stats(model):
-            yield
-    finally:
-        torch.set_rng_state(state)
+    """Train-mode forward passes that leave BN statistics and the random state (of the CPU and of the
+    model's GPU, which dropout draws from there) as they were."""
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), frozen_bn_stats(model):
+        yield
 
 
 def batch_gradient(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

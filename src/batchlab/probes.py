@@ -68,8 +68,7 @@ class Distance(Probe):
         self.initial = flat_weights(model)
         self.epoch_start = self.initial
         self.layers = layer_slices(model)
-        shapes = torch.cat([torch.full((p.numel(),), p.ndim > 1) for p in model.parameters()])
-        self.is_weight = shapes.bool()
+        self.is_weight = torch.cat([torch.full((p.numel(),), p.ndim > 1, device=p.device) for p in model.parameters()])
 
     def end_epoch(self, epoch: int, steps: int) -> dict[str, Any]:
         now = flat_weights(self.model)
@@ -110,7 +109,7 @@ class UpdateNorms(Probe):
         norms = torch.stack(self.norms).double()
         self.norms = []
         out: dict[str, Any] = {"update_norm.count": len(norms), "update_norm.mean": float(norms.mean())}
-        for q, value in zip(self.QUANTILES, torch.quantile(norms, torch.tensor(self.QUANTILES, dtype=torch.float64)),
+        for q, value in zip(self.QUANTILES, torch.quantile(norms, norms.new_tensor(self.QUANTILES)),
                             strict=True):
             out[f"update_norm.q{round(q * 100):02d}"] = float(value)
         out["update_norm.max"] = float(norms.max())

@@ -29,8 +29,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from batchlab import graphs
 from batchlab.data import DataSplits, load_data
-from batchlab.engine import RunResult, StopRules, build, channels_last, clock, run_device
+from batchlab.engine import RunResult, StopRules, build, clock, place, run_device
 from batchlab.losses import Loss
 from batchlab.optim import optimizers
 from batchlab.timetable import Timetable
@@ -74,6 +75,8 @@ class StackedTrials:
         self._eval_outputs = vmap(forward, in_dims=(0, 0, None))  # every run the same examples
         self._losses = vmap(loss.__call__)
         self._correct = vmap(loss.correct)
+        weights = list(self.params.values())  # stacked models have no batch norm (why_not): graphable on a GPU
+        self._graphed = graphs.GraphedLoss(self.losses, weights) if graphs.enabled(weights[0]) else None
 
     def losses(self, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
         """Each run's mean loss on its own batch: xs is [R, B, ...], ys [R, B]."""
@@ -83,7 +86,7 @@ class StackedTrials:
         """One update of every run; runs are independent, so the gradient of the summed losses is,
         in each run's slice, that run's own gradient."""
         optimizer.zero_grad(set_to_none=True)
-        self.losses(xs, ys).sum().backward()
+        (self._graphed or self.losses)(xs, ys).sum().backward()
         optimizer.step()
 
     @torch.inference_mode()
@@ -133,10 +136,10 @@ def train_trials(configs: list[dict[str, Any]], on_epoch: Callable[[int, int, di
     data = data or load_data(configs[0]["data"])
     device = run_device(train_cfg)
     built = [build(config, data) for config in configs]
-    models, loss = [m.to(device) for m, _ in built], built[0][1]
-    data = channels_last(models[0], data.to(device))
+    models, loss = [m for m, _ in built], built[0][1]
+    data = place(models[0], data, device)
     for m in models[1:]:
-        channels_last(m, data)
+        place(m, data, device)
     reason = why_not(configs[0], models[0])
     if reason:
         raise ValueError(f"these runs cannot be vectorized: {reason}")
@@ -241,10 +244,10 @@ def calibrate(config: dict[str, Any], group_size: int, steps: int = 8) -> float:
         return float(known[key])
     data = load_data(config["data"])
     built = [build({**config, "seed": seed}, data) for seed in range(group_size)]
-    models, loss = [m.to(device) for m, _ in built], built[0][1]
-    data = channels_last(models[0], data.to(device))
+    models, loss = [m for m, _ in built], built[0][1]
+    data = place(models[0], data, device)
     for m in models[1:]:
-        channels_last(m, data)
+        place(m, data, device)
     batch = min(train["batch_size"], len(data.train.y))
     x, y = data.train.x[:batch], data.train.y[:batch]
 

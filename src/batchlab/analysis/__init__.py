@@ -85,10 +85,11 @@ def sharpness(minimum: Minimum, *, epsilon: PositiveFloat = 1e-3, subspace: NonN
     objective = minimum.objective(split, examples, seed)
 
     def f(point: np.ndarray) -> tuple[float, np.ndarray]:
-        value, grad = objective.value_and_grad(torch.as_tensor(point, dtype=objective.theta.dtype))
-        return value, grad.double().numpy()
+        theta = objective.theta
+        value, grad = objective.value_and_grad(torch.as_tensor(point, dtype=theta.dtype, device=theta.device))
+        return value, grad.double().cpu().numpy()
 
-    x = objective.theta.double().numpy()
+    x = objective.theta.double().cpu().numpy()
     out = epsilon_sharpness(f, x, epsilon, max_iter=max_iter, seed=seed)
     if subspace:
         A = random_subspace(len(x), subspace, seed + minimum.seed)

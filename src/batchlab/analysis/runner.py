@@ -29,13 +29,14 @@ def label_of(name: str, params: dict[str, Any], epoch: int) -> str:
 
 def minimum_from_model(run_id: str, config_id: str, config: dict[str, Any], epoch: int, model: Any,
                        scratch: Path | None) -> Minimum:
-    """A Minimum around a model already in memory (the end of a training run)."""
+    """A Minimum around a model already in memory (the end of a training run), with its data on the
+    model's device."""
     from batchlab.data import load_data
-    from batchlab.engine import build, channels_last
+    from batchlab.engine import build, place
 
     data = load_data(config["data"])
     _, loss = build(config, data)
-    data = channels_last(model, data)
+    data = place(model, data, next(model.parameters()).device)
     return Minimum(run_id, config_id, config["seed"], epoch, config["train"]["batch_size"], model, loss, data, scratch)
 
 
@@ -44,7 +45,7 @@ def minimum_from_checkpoint(directory: Path, run: dict[str, Any], checkpoints: d
     """Rebuild a run's model from its configuration and load a checkpoint (the last one by default)."""
     from batchlab.checkpoints import load_checkpoint
     from batchlab.data import load_data
-    from batchlab.engine import build
+    from batchlab.engine import analysis_device, build
     from batchlab.errors import SpecError
 
     if not checkpoints:
@@ -55,6 +56,7 @@ def minimum_from_checkpoint(directory: Path, run: dict[str, Any], checkpoints: d
     config = run["config"]
     model, _ = build(config, load_data(config["data"]))
     load_checkpoint(model, directory / checkpoints[chosen])
+    model.to(analysis_device(config["train"]))
     return minimum_from_model(run["run_id"], run["config_id"], config, chosen, model,
                               directory / "analysis" / run["run_id"])
 
