@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from batchlab.graphs import GraphedLoss, graphable
 from batchlab.losses import Loss
 
 Step = Callable[[torch.Tensor, torch.Tensor], None]
@@ -94,6 +95,7 @@ def make_step(model: nn.Module, loss: Loss, optimizer: torch.optim.Optimizer, tr
     clip = train["clip_grad_norm"]
     accumulate, sam = train["accumulate"], train["sam"]
     pieces_allowed = not batch_norms(model) and next(model.parameters()).device.type == "cpu"
+    graphed = GraphedLoss(lambda x, y: loss(model(x), y), params) if graphable(model) else None
 
     def finish() -> None:
         if clip is not None:
@@ -104,6 +106,8 @@ def make_step(model: nn.Module, loss: Loss, optimizer: torch.optim.Optimizer, tr
         optimizer.zero_grad(set_to_none=True)
         if len(y) > CACHE_PIECE and pieces_allowed:
             _add_gradient(model, loss, x, y, CACHE_PIECE, 1.0)
+        elif graphed is not None:
+            graphed(x, y).backward()
         else:
             loss(model(x), y).backward()
         finish()
