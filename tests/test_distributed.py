@@ -67,12 +67,12 @@ def test_torchrun_launch_gives_the_same_run(tmp_path):
     spec.write_text('name = "ddp"\n[data]\nname = "blobs"\nn_samples = 210\ncenters = 3\n[model]\nname = "mlp"\n'
                     'hidden = [12]\n[train]\nepochs = 3\nbatch_size = 21\nlr = 0.05\n')
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "batchlab",
-                           "run", str(spec), "--out", str(tmp_path / "two"), "--quiet", "--no-report"],
+                           "run", str(spec), "--out", str(tmp_path / "two"), "--quiet", "--no-report", "--device", "cpu"],
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     from batchlab.cli import main
 
-    assert main(["run", str(spec), "--out", str(tmp_path / "one"), "--quiet", "--no-report"]) == 0
+    assert main(["run", str(spec), "--out", str(tmp_path / "one"), "--quiet", "--no-report", "--device", "cpu"]) == 0
     two, one = load(tmp_path / "two").epochs.sort_values("epoch"), load(tmp_path / "one").epochs.sort_values("epoch")
     assert two["test_loss"].to_numpy() == pytest.approx(one["test_loss"].to_numpy(), rel=1e-5)
     assert load(tmp_path / "two").runs["train.processes"].item() == 2

@@ -125,7 +125,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.ddp < 1:
             raise SpecError(f"--ddp must be at least 1, got {args.ddp}")
         sets.append(("train.processes", args.ddp))
-    if args.device is not None or "device" not in (doc.get("train") or {}):
+    named = "device" in (doc.get("train") or {}) or any(key == "train.device" for key, _ in sets)
+    if args.device is not None or not named:  # --device wins; else the spec's or --set's choice; else auto
         sets.append(("train.device", _device(args.device or "auto")))
     from batchlab.distributed import world_from_environment
 
@@ -133,6 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if world is not None:
         sets.append(("train.processes", world.size))
     plan = plan_study(doc, quick=args.quick, sets=sets)
+    _check_gpus(plan.runs)
     out = Path(args.out or Path("runs") / (plan.study.name + ("-quick" if args.quick else "")))
     if args.resume and not (out / "results.db").exists():
         raise SpecError(f"--resume: nothing to resume in {str(out)!r}")
@@ -179,6 +181,20 @@ def _image_folder(path: str, data: dict[str, Any]) -> dict[str, Any]:
     return {**kept, "name": "image-folder", "path": str(Path(path).resolve())}
 
 
+def _check_gpus(runs: list[Any]) -> None:
+    """Runs on cuda need a GPU torch can see, and a data-parallel one a GPU per process (NCCL
+    refuses two ranks on one GPU)."""
+    import torch
+
+    if any(r.config["train"]["device"] == "cuda" for r in runs) and not torch.cuda.is_available():
+        raise SpecError("train.device = cuda: torch sees no CUDA device here")
+    wanted = max((r.config["train"].get("processes", 1) for r in runs if r.config["train"]["device"] == "cuda"),
+                 default=0)
+    if wanted > 1 and wanted > torch.cuda.device_count():
+        raise SpecError(f"train.processes = {wanted} on cuda needs {wanted} GPUs; torch sees "
+                        f"{torch.cuda.device_count()} (use --device cpu for gloo processes)")
+
+
 def _device(requested: str) -> str:
     """auto → cuda when torch sees a GPU, else cpu; cuda without one is an error."""
     import torch
@@ -222,7 +238,7 @@ def _run_in_world(plan: Any, out: Path, world: Any, args: argparse.Namespace) ->
     from batchlab.summary import summarize
     from batchlab.sweep import execute_in_world
 
-    dist.init_process_group(backend())
+    dist.init_process_group(backend(plan.runs[0].config["train"]["device"]))
     try:
         if world.rank != 0:
             execute_in_world(plan.runs, None, None, world)

@@ -64,8 +64,9 @@ def world_from_environment() -> World | None:
     return World(int(os.environ.get("RANK", "0")), size) if size > 1 else None
 
 
-def backend() -> str:
-    return "nccl" if torch.cuda.is_available() and torch.distributed.is_nccl_available() else "gloo"
+def backend(device: str) -> str:
+    """NCCL between GPUs, gloo between CPU processes (a CPU run keeps gloo on a machine with a GPU)."""
+    return "nccl" if device == "cuda" and torch.distributed.is_nccl_available() else "gloo"
 
 
 def _free_port() -> int:
@@ -82,7 +83,7 @@ def _process(rank: int, size: int, port: int, config: dict[str, Any], events: An
     from batchlab.engine import train_run
 
     torch.set_num_threads(1)
-    dist.init_process_group(backend(), init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=size)
+    dist.init_process_group(backend(config["train"].get("device", "cpu")), init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=size)
     try:
         lead = rank == 0
         checkpoint = None
