@@ -106,7 +106,8 @@ def time_batchlab(trials: int, epochs: int, probes: list[str] = (), vectorize: s
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "batchlab", "run", "mnist-pairs", "--out", out, "--quiet", "--no-report",
-                        "--vectorize", vectorize, "--device", device, "--set", f"sweep.trials={trials}", "--set", f"train.epochs={epochs}",
+                        "--vectorize", vectorize, "--device", device,
+                        "--set", f"sweep.trials={trials}", "--set", f"train.epochs={epochs}",
                         *[arg for name in probes for arg in ("--set", f"probes.{name}=true")]],
                        check=True, capture_output=True)
         wall = time.perf_counter() - start

@@ -104,7 +104,8 @@ def test_a_capture_that_fails_falls_back_to_the_eager_loss(monkeypatch):
     weight = torch.randn(3, 2, requires_grad=True)
     x, y = torch.randn(5, 3), torch.randn(5, 2)
     graphed = GraphedLoss(lambda xb, yb: ((xb @ weight - yb) ** 2).mean(), [weight])
-    with pytest.warns(BatchlabWarning, match="CUDA graph capture failed, training eagerly: RuntimeError: operation not permitted"):
+    failed = "CUDA graph capture failed, training eagerly: RuntimeError: operation not permitted"
+    with pytest.warns(BatchlabWarning, match=failed):
         value = graphed(x, y)
     value.backward()
     assert value.item() == pytest.approx(((x @ weight - y) ** 2).mean().item())

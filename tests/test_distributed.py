@@ -67,7 +67,8 @@ def test_torchrun_launch_gives_the_same_run(tmp_path):
     spec.write_text('name = "ddp"\n[data]\nname = "blobs"\nn_samples = 210\ncenters = 3\n[model]\nname = "mlp"\n'
                     'hidden = [12]\n[train]\nepochs = 3\nbatch_size = 21\nlr = 0.05\n')
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "batchlab",
-                           "run", str(spec), "--out", str(tmp_path / "two"), "--quiet", "--no-report", "--device", "cpu"],
+                           "run", str(spec), "--out", str(tmp_path / "two"), "--quiet", "--no-report",
+                           "--device", "cpu"],
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     from batchlab.cli import main

@@ -83,7 +83,8 @@ def _process(rank: int, size: int, port: int, config: dict[str, Any], events: An
     from batchlab.engine import train_run
 
     torch.set_num_threads(1)
-    dist.init_process_group(backend(config["train"].get("device", "cpu")), init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=size)
+    dist.init_process_group(backend(config["train"].get("device", "cpu")), init_method=f"tcp://127.0.0.1:{port}",
+                            rank=rank, world_size=size)
     try:
         lead = rank == 0
         checkpoint = None
