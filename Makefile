@@ -17,8 +17,8 @@ demo: $(STAMP)  ## seed 000's study: 5 configurations x 10 trials x 80 epochs
 quick: $(STAMP)  ## the same study in a few minutes
 	$(BIN)/batchlab run mnist-pairs --quick
 
-test: $(STAMP)
-	$(BIN)/python -m pytest
+test: $(STAMP)  ## two test processes: the suite's own runs leave a core idle a third of the time
+	$(BIN)/python -m pytest -n 2
 
 bench: $(STAMP)
 	$(BIN)/python benches/seed000.py
