@@ -12,6 +12,8 @@ Speed notes (every trick in one place):
   seed-000 feature extractor on 1,000 pairs);
 - evaluation runs under ``torch.inference_mode`` in chunks of 500 (faster than one big batch,
   which falls out of cache);
+- the models pool before their ReLU (models.py: the same function, a quarter of the ReLU work),
+  and SGD and Adam update with PyTorch's fused kernels (optim.py: one pass per tensor);
 - a run computes on one thread; parallelism comes from running several runs at once
   (two single-thread processes beat one two-thread process here, and the numbers then do not
   depend on how many processes there are);
