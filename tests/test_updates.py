@@ -158,6 +158,40 @@ def test_ghost_batch_norm_normalizes_each_virtual_batch():
     assert torch.equal(ghost.eval()(x), plain.eval()(x))
 
 
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_fused_sgd_is_the_textbook_momentum_update(nesterov):
+    """v ← μv + (g + λw); w ← w − lr·v, or w − lr·(g + λw + μv) with Nesterov; three steps by hand."""
+    w = nn.Parameter(torch.tensor([1.0, -2.0, 0.5]))
+    opt = optimizers.build(optimizers.resolve({"name": "sgd", "momentum": 0.9, "nesterov": nesterov,
+                                               "weight_decay": 0.1}), [w], 0.05)
+    expected, v = w.detach().clone(), torch.zeros(3)
+    for g in (torch.tensor([0.3, 0.1, -0.2]), torch.tensor([-1.0, 0.0, 2.0]), torch.tensor([0.5, 0.5, 0.5])):
+        w.grad = g.clone()
+        opt.step()
+        d = g + 0.1 * expected
+        v = 0.9 * v + d
+        expected = expected - 0.05 * (d + 0.9 * v if nesterov else v)
+        assert torch.allclose(w.detach(), expected, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_fused_adam_is_the_textbook_update(name):
+    """m, v with bias correction; Adam adds λw to the gradient, AdamW shrinks w by lr·λ first."""
+    w = nn.Parameter(torch.tensor([1.0, -2.0, 0.5]))
+    opt = optimizers.build(optimizers.resolve({"name": name, "weight_decay": 0.1}), [w], 0.01)
+    expected, m, v = w.detach().clone(), torch.zeros(3), torch.zeros(3)
+    for t, g in enumerate((torch.tensor([0.3, 0.1, -0.2]), torch.tensor([-1.0, 0.0, 2.0])), start=1):
+        w.grad = g.clone()
+        opt.step()
+        if name == "adam":
+            g = g + 0.1 * expected
+        else:
+            expected = expected * (1 - 0.01 * 0.1)
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+        expected = expected - 0.01 * (m / (1 - 0.9**t)) / ((v / (1 - 0.999**t)).sqrt() + 1e-8)
+        assert torch.allclose(w.detach(), expected, rtol=1e-6, atol=1e-7)
+
+
 def test_lars_trust_ratio_by_hand():
     layer = nn.Linear(2, 2)
     with torch.no_grad():
