@@ -20,7 +20,7 @@ import torch
 
 from batchlab.analysis import Minimum, analyses
 from batchlab.analysis.landscape import filter_normalized_direction
-from batchlab.measure import model_at
+from batchlab.gradients.measurement import model_at
 from batchlab.spec import plan_study, read_document
 
 

@@ -258,7 +258,7 @@ def test_spec_analyses_run_with_the_study_and_the_cli_adds_more(tmp_path, capsys
     done = batchlab("run", str(spec), "--out", str(out), "--jobs", "1", "--quiet", "--no-report")
     assert done.returncode == 0, done.stderr
 
-    from batchlab.store import load
+    from batchlab.results.store import load
 
     m = load(out).measurements
     sharp = m[m["kind"] == "sharpness"]

@@ -7,13 +7,13 @@ import pickle
 
 import pytest
 
-from batchlab.checkpoints import load_checkpoint
 from batchlab.data import load_data
-from batchlab.engine import build, evaluate
-from batchlab.progress import LogReporter
+from batchlab.results.store import ResultsStore, load
 from batchlab.spec import plan_study
-from batchlab.store import ResultsStore, load
-from batchlab.sweep import execute
+from batchlab.sweep.progress import LogReporter
+from batchlab.sweep.tasks import execute
+from batchlab.training.checkpoints import load_checkpoint
+from batchlab.training.loop import build, evaluate
 
 
 def test_checkpoints_are_saved_listed_and_reload_the_final_model(tmp_path):

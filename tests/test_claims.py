@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from batchlab.claims import Claim, check
-from batchlab.store import Results
+from batchlab.results.claims import Claim, check
+from batchlab.results.store import Results
 
 
 def results() -> Results:

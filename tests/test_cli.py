@@ -34,7 +34,7 @@ def test_run_ls_export_end_to_end(tiny_spec, tmp_path):
             assert 0 <= row[metric]["mean"] and row[metric]["std"] >= 0
     assert rows[0]["test_acc"]["mean"] > 0.6  # batch 16 learns the blobs in 4 epochs
 
-    from batchlab.store import load  # checkpoints come from the worker processes too
+    from batchlab.results.store import load  # checkpoints come from the worker processes too
 
     checkpoints = load(out).checkpoints
     assert len(checkpoints) == 8 and set(checkpoints["epoch"]) == {0, 4}

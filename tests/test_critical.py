@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batchlab.critical import fit_steps, tuned_steps
+from batchlab.results.critical import fit_steps, tuned_steps
 
 
 def test_the_fit_recovers_a_known_step_curve():

@@ -18,7 +18,7 @@ from batchlab.errors import SpecError
 
 
 def resolved(**data) -> dict:
-    from batchlab.spec import DataSpec
+    from batchlab.spec.schema import DataSpec
 
     return DataSpec.model_validate(data).model_dump()
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from batchlab.engine import train_run
 from batchlab.spec import plan_study
-from batchlab.vectorized import train_trials
+from batchlab.training.loop import train_run
+from batchlab.training.stacked import train_trials
 
 STUDY = {"data": {"name": "blobs", "n_samples": 200, "centers": 3}, "model": {"name": "mlp", "hidden": [12]},
          "train": {"epochs": 3, "batch_size": 16, "lr": 0.05}, "sweep": {"trials": 2}}
@@ -17,7 +17,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device:
 
 def test_device_flag(tiny_spec, tmp_path, capsys):
     from batchlab.cli import main
-    from batchlab.store import load
+    from batchlab.results.store import load
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU; the refusal below is for machines without one")
@@ -30,7 +30,7 @@ def test_device_flag(tiny_spec, tmp_path, capsys):
 
 def test_processes_on_the_gpu_need_one_gpu_each(tiny_spec, tmp_path, capsys, monkeypatch):
     from batchlab.cli import main
-    from batchlab.distributed import backend
+    from batchlab.training.parallel import backend
 
     assert backend("cpu") == "gloo"  # also on a machine with a GPU
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -85,7 +85,7 @@ def test_a_gpu_run_repeats_to_the_bit():
 @cuda
 def test_the_cli_runs_on_the_gpu(tiny_spec, tmp_path):
     from batchlab.cli import main
-    from batchlab.store import load
+    from batchlab.results.store import load
 
     assert main(["run", str(tiny_spec), "--device", "cuda", "--out", str(tmp_path / "g"), "--set", "train.epochs=2",
                  "--quiet", "--no-report"]) == 0
@@ -94,8 +94,8 @@ def test_the_cli_runs_on_the_gpu(tiny_spec, tmp_path):
 
 
 def test_a_capture_that_fails_falls_back_to_the_eager_loss(monkeypatch):
-    from batchlab.graphs import GraphedLoss
-    from batchlab.updates import BatchlabWarning
+    from batchlab.errors import BatchlabWarning
+    from batchlab.training.graphs import GraphedLoss
 
     def unsupported(*args, **kwargs):
         raise RuntimeError("operation not permitted when stream is capturing")

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from batchlab.distributed import World
-from batchlab.progress import LogReporter
+from batchlab.results.store import ResultsStore, load
 from batchlab.spec import plan_study
-from batchlab.store import ResultsStore, load
-from batchlab.sweep import execute
+from batchlab.sweep.progress import LogReporter
+from batchlab.sweep.tasks import execute
+from batchlab.training.parallel import World
 
 STUDY = {"data": {"name": "blobs", "n_samples": 210, "centers": 3}, "model": {"name": "mlp", "hidden": [12]},
          "train": {"epochs": 3, "batch_size": 21, "lr": 0.05}, "checkpoints": {"every": 0},

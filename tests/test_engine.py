@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from batchlab.data import load_data
-from batchlab.engine import build, train_run
 from batchlab.spec import plan_study
+from batchlab.training.loop import build, train_run
 
 
 def config(**sections) -> dict:

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from batchlab.measure import step_memory
+from batchlab.gradients.memory import step_memory
+from batchlab.results.store import load
 from batchlab.spec import plan_study
-from batchlab.store import load
 from tests.test_cli import batchlab
 
 

@@ -10,10 +10,12 @@ import torch
 from torch import nn
 
 from batchlab.data import load_data
-from batchlab.engine import build, train_run
-from batchlab.noise import gradient_norms, noise_scale, per_example_gradients, two_batch_estimates
+from batchlab.gradients.estimators import per_example_gradients, two_batch_estimates
+from batchlab.gradients.grad_stats import gradient_norms
+from batchlab.gradients.noise_scale import noise_scale
+from batchlab.results.store import ResultsStore, load
 from batchlab.spec import plan_study
-from batchlab.store import ResultsStore, load
+from batchlab.training.loop import build, train_run
 
 
 def config(probes: dict, **train) -> dict:

@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from batchlab.progress import LogReporter
+from batchlab.results.store import ResultsStore, load
 from batchlab.spec import plan_study
-from batchlab.store import ResultsStore, load
-from batchlab.sweep import execute
+from batchlab.sweep.progress import LogReporter
+from batchlab.sweep.tasks import execute
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'batchlab[ray]')")
 

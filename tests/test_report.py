@@ -10,12 +10,12 @@ import subprocess
 import pytest
 
 from batchlab.analysis.runner import analyze_directory
-from batchlab.progress import LogReporter
 from batchlab.report import write_report
+from batchlab.results.store import ResultsStore, load
+from batchlab.results.summary import summarize
 from batchlab.spec import plan_study
-from batchlab.store import ResultsStore, load
-from batchlab.summary import summarize
-from batchlab.sweep import execute
+from batchlab.sweep.progress import LogReporter
+from batchlab.sweep.tasks import execute
 
 STUDY = {
     "name": "report-test",

@@ -10,7 +10,7 @@ from batchlab.batch_schedules import BatchContext, batch_schedules
 from batchlab.errors import SpecError
 from batchlab.schedules import ScheduleContext, schedules
 from batchlab.spec import plan_study
-from batchlab.timetable import Timetable
+from batchlab.training.timetable import Timetable
 
 
 def schedule(spec: dict, lr: float = 0.01, epochs: int = 150):

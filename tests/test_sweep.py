@@ -8,11 +8,11 @@ import textwrap
 import pytest
 
 import batchlab
-from batchlab.progress import LogReporter
+from batchlab.results.store import ResultsStore
+from batchlab.results.summary import summarize
 from batchlab.spec import plan_study, read_document
-from batchlab.store import ResultsStore
-from batchlab.summary import summarize
-from batchlab.sweep import execute
+from batchlab.sweep.progress import LogReporter
+from batchlab.sweep.tasks import execute
 
 
 def run_study(spec_path, out, jobs: int, sets=()) -> list:
@@ -138,7 +138,7 @@ def test_load_and_summary_statistics(tiny_spec, tmp_path):
 def test_varying_fields_leave_out_columns_that_only_repeat_whether_a_section_is_set():
     import pandas as pd
 
-    from batchlab.summary import varying_fields
+    from batchlab.results.summary import varying_fields
 
     nan = float("nan")
     runs = pd.DataFrame({"config_id": ["a", "b", "c"], "train.sam.rho": [nan, 0.05, 0.1],

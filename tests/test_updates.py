@@ -10,12 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from batchlab.engine import train_run
+from batchlab.errors import BatchlabWarning
 from batchlab.models import GhostBatchNorm, build_model
 from batchlab.optim import optimizers
 from batchlab.spec import plan_study
-from batchlab.timetable import Timetable
-from batchlab.updates import BatchlabWarning, make_step
+from batchlab.training.loop import train_run
+from batchlab.training.steps import make_step
+from batchlab.training.timetable import Timetable
 
 
 def half_squared_error(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

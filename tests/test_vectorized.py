@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from batchlab.data import cache_dir, load_data
-from batchlab.engine import build, train_run
-from batchlab.progress import LogReporter
+from batchlab.results.store import ResultsStore, load
 from batchlab.spec import plan_study
-from batchlab.store import ResultsStore, load
-from batchlab.sweep import execute, plan_tasks
-from batchlab.vectorized import calibrate, train_trials, why_not
+from batchlab.sweep.progress import LogReporter
+from batchlab.sweep.tasks import execute, plan_tasks
+from batchlab.training.loop import build, train_run
+from batchlab.training.stacked import calibrate, train_trials, why_not
 
 STUDY = {"data": {"name": "blobs", "n_samples": 200, "centers": 3}, "model": {"name": "mlp", "hidden": [12]},
          "train": {"epochs": 4, "batch_size": 16, "lr": 0.05, "schedule": {"name": "step", "every": 2, "decay": 0.5},

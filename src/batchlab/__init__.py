@@ -10,7 +10,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load": ("batchlab.store", "load"),
+    "load": ("batchlab.results.store", "load"),
     "Registry": ("batchlab.registry", "Registry"),
     "datasets": ("batchlab.data", "datasets"),
     "models": ("batchlab.models", "models"),

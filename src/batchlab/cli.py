@@ -128,7 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     named = "device" in (doc.get("train") or {}) or any(key == "train.device" for key, _ in sets)
     if args.device is not None or not named:  # --device wins; else the spec's or --set's choice; else auto
         sets.append(("train.device", _device(args.device or "auto")))
-    from batchlab.distributed import world_from_environment
+    from batchlab.training.parallel import world_from_environment
 
     world = world_from_environment()  # started by torchrun: this process is one rank of every run
     if world is not None:
@@ -143,10 +143,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.address and args.executor != "ray":
         raise SpecError("--address is for --executor ray")
 
-    from batchlab.progress import BarReporter, LogReporter
-    from batchlab.store import load
-    from batchlab.summary import summarize
-    from batchlab.sweep import default_jobs, execute
+    from batchlab.results.store import load
+    from batchlab.results.summary import summarize
+    from batchlab.sweep.progress import BarReporter, LogReporter
+    from batchlab.sweep.tasks import default_jobs, execute
 
     if world is not None:
         return _run_in_world(plan, out, world, args)
@@ -216,8 +216,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _planned_store(plan: Any, out: Path) -> Any:
     """Say the study's warnings once, then open its store with the study and its runs recorded."""
-    from batchlab.preflight import preflight
-    from batchlab.store import ResultsStore
+    from batchlab.results.store import ResultsStore
+    from batchlab.sweep.preflight import preflight
 
     for warning in preflight(plan.runs):
         print(f"warning: {warning}", file=sys.stderr)
@@ -232,11 +232,11 @@ def _run_in_world(plan: Any, out: Path, world: Any, args: argparse.Namespace) ->
     of each batch; rank 0 alone writes the store, prints and reports."""
     import torch.distributed as dist
 
-    from batchlab.distributed import backend
-    from batchlab.progress import LogReporter
-    from batchlab.store import load
-    from batchlab.summary import summarize
-    from batchlab.sweep import execute_in_world
+    from batchlab.results.store import load
+    from batchlab.results.summary import summarize
+    from batchlab.sweep.progress import LogReporter
+    from batchlab.sweep.tasks import execute_in_world
+    from batchlab.training.parallel import backend
 
     dist.init_process_group(backend(plan.runs[0].config["train"]["device"]))
     try:
@@ -274,7 +274,7 @@ def _analyze_after_sweep(out: Path, runs: list[Any], jobs: int) -> None:
     for name, params in wanted.items():
         if name in PAIRWISE:
             from batchlab.analysis.runner import default_pairs
-            from batchlab.store import ResultsStore
+            from batchlab.results.store import ResultsStore
 
             store = ResultsStore(out)
             try:
@@ -290,7 +290,7 @@ def _analyze_after_sweep(out: Path, runs: list[Any], jobs: int) -> None:
 def _measure_after_sweep(out: Path, plan: Any) -> None:
     """The spec's [measure] section, on its first configuration (seed 0), as `batchlab grad-stats` does."""
     if plan.study.measure:
-        from batchlab.measure import measure_study
+        from batchlab.gradients.measurement import measure_study
 
         for name in measure_study(out, plan.study.measure, plan.runs[0]):
             print(f"measured {name} on configuration {plan.runs[0].config_id}", file=sys.stderr)
@@ -299,14 +299,14 @@ def _measure_after_sweep(out: Path, plan: Any) -> None:
 def _print_table(rows: list[dict[str, Any]], title: str) -> None:
     from rich.console import Console
 
-    from batchlab.summary import render_table
+    from batchlab.results.summary import render_table
 
     Console(width=200 if not sys.stdout.isatty() else None).print(render_table(rows, title))
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from batchlab.store import load
-    from batchlab.summary import summarize
+    from batchlab.results.store import load
+    from batchlab.results.summary import summarize
 
     rows = summarize(load(args.directory))
     if args.json:
@@ -323,7 +323,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     from batchlab.spec import recipe_names
 
     for name in recipe_names():
-        doc = tomllib.loads((resources.files("batchlab.recipes") / f"{name}.toml").read_text())
+        doc = tomllib.loads((resources.files("batchlab.spec.recipes") / f"{name}.toml").read_text())
         print(f"{name:24s} {doc.get('description', '').strip().splitlines()[0] if doc.get('description') else ''}")
     return 0
 
@@ -349,8 +349,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
     if getattr(args, "batches", 2) < 2:
         raise SpecError(f"--batches must be at least 2, got {args.batches}")
 
-    from batchlab.measure import measurements
-    from batchlab.preflight import preflight
+    from batchlab.gradients import measurements
+    from batchlab.sweep.preflight import preflight
 
     preflight([run])
     if args.command == "noise-scale":
@@ -367,7 +367,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     labelled = measurements.build(resolved, config)
     rows = [row for _, row in labelled]
 
-    from batchlab.store import ResultsStore
+    from batchlab.results.store import ResultsStore
 
     out = Path(args.out or Path("runs") / plan.study.name)
     store = ResultsStore(out)
@@ -406,7 +406,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         importlib.import_module(module)
     from batchlab.analysis import DETAILS, HEADLINES, PAIRWISE, analyses
     from batchlab.analysis.runner import analyze_directory
-    from batchlab.sweep import default_jobs
+    from batchlab.sweep.tasks import default_jobs
 
     directory = Path(args.directory)
     if not (directory / "results.db").exists():
@@ -434,8 +434,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
               **{k: data.get(k) for k in shown}, **({"error": data["error"]} if data["status"] != "ok" else {})}
              for _, c, s, label, data in rows]
     _print_rows(table, f"{args.analysis}: {directory} (stored in its results)")
-    from batchlab.store import load
-    from batchlab.summary import summarize_measurements
+    from batchlab.results.store import load
+    from batchlab.results.summary import summarize_measurements
 
     summary = summarize_measurements(load(directory), args.analysis)
     if summary and headline:
@@ -445,7 +445,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from batchlab.store import load
+    from batchlab.results.store import load
 
     results = load(args.directory)
     to = Path(args.to or args.directory)

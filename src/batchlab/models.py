@@ -15,7 +15,8 @@ step about 10 % faster and its evaluation 15 %.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import torch
@@ -175,3 +176,21 @@ def resnet_small(input_shape: tuple[int, ...], num_outputs: int, *, widths: tupl
             c = width
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_outputs)]
     return nn.Sequential(*layers)
+
+
+def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The model's batch-norm layers: the state that makes a step depend on how its batch is split."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@contextmanager
+def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
+    """Batch norm still normalizes with the batch's statistics, but its running averages stay put."""
+    norms = [m for m in batch_norms(model) if m.track_running_stats]
+    for m in norms:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.track_running_stats = True

@@ -98,7 +98,7 @@ _HOMES = {
     "batch schedule": ("batchlab.batch_schedules", "batch_schedules"),
     "probe": ("batchlab.probes", "probes"),
     "analysis": ("batchlab.analysis", "analyses"),
-    "measurement": ("batchlab.measure", "measurements"),
+    "measurement": ("batchlab.gradients", "measurements"),
     "figure": ("batchlab.report.figures", "figures"),
 }
 

@@ -103,7 +103,7 @@ def hessian(minimum: Minimum, *, top_k: PositiveInt = 3, trace_samples: NonNegat
             split: SplitName = "train", examples: NonNegativeInt = 1000, seed: int = 0) -> dict[str, Any]:
     """Top eigenvalues (Lanczos) and trace (Hutchinson) of the loss Hessian, whole model or per layer."""
     from batchlab.analysis.hessian import hutchinson_trace, restricted, top_eigenvalues
-    from batchlab.probes import layer_slices
+    from batchlab.gradients.probe import layer_slices
 
     objective = minimum.objective(split, examples, seed)
     like = objective.theta

@@ -69,7 +69,7 @@ def recompute_batch_norm(model: nn.Module, train: Split, chunk: int = 500) -> No
 def interpolate(a: nn.Module, b: nn.Module, loss: Loss, splits: dict[str, Split], alphas: np.ndarray,
                 batch_norm: BatchNormMode = "interpolate") -> dict[str, list[float]]:
     """Loss and accuracy on every split at every α: {"alpha": [...], "train_loss": [...], ...}."""
-    from batchlab.engine import evaluate
+    from batchlab.training.loop import evaluate
 
     model = copy.deepcopy(a)
     curves: dict[str, list[float]] = {"alpha": [float(x) for x in alphas]}

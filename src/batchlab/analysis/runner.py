@@ -32,7 +32,7 @@ def minimum_from_model(run_id: str, config_id: str, config: dict[str, Any], epoc
     """A Minimum around a model already in memory (the end of a training run), with its data on the
     model's device."""
     from batchlab.data import load_data
-    from batchlab.engine import build, place
+    from batchlab.training.loop import build, place
 
     data = load_data(config["data"])
     _, loss = build(config, data)
@@ -43,10 +43,10 @@ def minimum_from_model(run_id: str, config_id: str, config: dict[str, Any], epoc
 def minimum_from_checkpoint(directory: Path, run: dict[str, Any], checkpoints: dict[int, str], epoch: int | None
                             ) -> Minimum:
     """Rebuild a run's model from its configuration and load a checkpoint (the last one by default)."""
-    from batchlab.checkpoints import load_checkpoint
     from batchlab.data import load_data
-    from batchlab.engine import analysis_device, build
     from batchlab.errors import SpecError
+    from batchlab.training.checkpoints import load_checkpoint
+    from batchlab.training.loop import analysis_device, build
 
     if not checkpoints:
         raise SpecError(f"run {run['run_id']} has no checkpoints in {str(directory)!r}")
@@ -116,7 +116,7 @@ def analyze_directory(directory: Path, name: str, params: dict[str, Any], run_id
                       skip_done: bool = False) -> list[tuple[str, str, int, str, dict[str, Any]]]:
     """Run one analysis over a results directory and store every result; returns the stored rows."""
     from batchlab.errors import SpecError
-    from batchlab.store import DONE, ResultsStore
+    from batchlab.results.store import DONE, ResultsStore
 
     store = ResultsStore(directory, create=False)
     try:

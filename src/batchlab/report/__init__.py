@@ -103,7 +103,7 @@ def page(data: ReportData, tables: list[Table], made: list[tuple[str, str, bytes
 
 def write_report(directory: str | Path) -> Path:
     """Write report.html, figures/*.png|svg and summary.md into a results directory; returns the page."""
-    from batchlab.store import ResultsStore, load
+    from batchlab.results.store import ResultsStore, load
 
     directory = Path(directory)
     results = load(directory)

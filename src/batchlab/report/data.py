@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from batchlab.store import Results
-from batchlab.summary import _plain, varying_fields
+from batchlab.results.store import Results
+from batchlab.results.summary import _plain, varying_fields
 
 LINESTYLES = ["-", "--", ":", "-."]
 MARKERS = ["o", "s", "^", "D", "v", "P"]

@@ -228,7 +228,7 @@ def lr_batch_heatmap(data: ReportData) -> Any:
 def steps_to_target(data: ReportData) -> Any:
     """Steps to the target vs batch size, log-log, with the perfect-scaling line (Shallue et al.); with
     several rates, the best rate per batch size, McCandlish et al.'s fit and the measured noise scale."""
-    from batchlab.critical import fit_steps, tuned_steps
+    from batchlab.results.critical import fit_steps, tuned_steps
 
     runs = data.results.runs
     if "target_step" not in runs or not _many_batch_sizes(data) or runs["target_step"].notna().sum() == 0:

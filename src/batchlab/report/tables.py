@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchlab.report.data import ReportData
-from batchlab.summary import _pm, measurement_stats, stats
+from batchlab.results.summary import _pm, measurement_stats, stats
 
 
 @dataclass
@@ -96,7 +96,7 @@ def analysis_tables(data: ReportData) -> list[Table]:
 
 def claims_table(data: ReportData) -> Table | None:
     """The recipe's published claims, each with the measured mean ± std and whether it holds."""
-    from batchlab.claims import Claim, check
+    from batchlab.results.claims import Claim, check
 
     claims = [Claim.model_validate(c) for c in data.study.get("claims") or []]
     if not claims:
@@ -112,7 +112,7 @@ def claims_table(data: ReportData) -> Table | None:
 
 def critical_batch_table(data: ReportData) -> Table | None:
     """With a batch-size × rate sweep to a target: the best rate's steps per batch size, and the fit."""
-    from batchlab.critical import fit_steps, tuned_steps
+    from batchlab.results.critical import fit_steps, tuned_steps
 
     runs = data.results.runs
     if "train.lr" not in runs or runs["train.lr"].nunique() < 2:

@@ -35,12 +35,12 @@ import torch
 from torch import nn
 
 from batchlab.data import DataSplits, Split, load_data
+from batchlab.gradients.probe import probes
 from batchlab.losses import Loss, losses
 from batchlab.models import build_model
 from batchlab.optim import optimizers
-from batchlab.probes import probes
-from batchlab.timetable import Timetable
-from batchlab.updates import make_step
+from batchlab.training.steps import make_step
+from batchlab.training.timetable import Timetable
 
 EpochCallback = Callable[[int, dict[str, Any]], None]  # values are floats, or lists for per-step series
 
@@ -184,7 +184,7 @@ def train_run(config: dict[str, Any], on_epoch: EpochCallback, data: DataSplits 
     if world is not None:
         from torch.nn.parallel import DistributedDataParallel
 
-        from batchlab.distributed import ScaledLoss
+        from batchlab.training.parallel import ScaledLoss
 
         scaled = ScaledLoss(loss)
         ids = [device.index] if device.type == "cuda" else None

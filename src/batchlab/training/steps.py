@@ -15,15 +15,16 @@ hand it to the optimizer, so each composes with every optimizer:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from batchlab.graphs import GraphedLoss, graphable
+from batchlab.errors import BatchlabWarning
 from batchlab.losses import Loss
+from batchlab.models import batch_norms, frozen_bn_stats
+from batchlab.training.graphs import GraphedLoss, graphable
 
 Step = Callable[[torch.Tensor, torch.Tensor], None]
 
@@ -32,27 +33,6 @@ Step = Callable[[torch.Tensor, torch.Tensor], None]
 # of the seed-000 CNN falls out of cache: 42.6 ms whole, 31.9 ms in pieces of 250 (one thread).
 # Not with batch norm, whose statistics would then come from the piece.
 CACHE_PIECE = 250
-
-
-class BatchlabWarning(UserWarning):
-    """A set-up that runs but may not mean what its author thinks (the CLI reports each once per study)."""
-
-
-def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-@contextmanager
-def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
-    """Batch norm still normalizes with the batch's statistics, but its running averages stay put."""
-    norms = [m for m in batch_norms(model) if m.track_running_stats]
-    for m in norms:
-        m.track_running_stats = False
-    try:
-        yield
-    finally:
-        for m in norms:
-            m.track_running_stats = True
 
 
 def accumulation_warning(model: nn.Module, train: dict[str, Any]) -> str | None:

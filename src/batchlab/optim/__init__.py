@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import torch
 from pydantic import PositiveFloat
 
-from batchlab.layerwise import LAMB, LARS, parameter_groups
+from batchlab.optim.layerwise import LAMB, LARS, parameter_groups
 from batchlab.registry import Registry
 
 optimizers = Registry("optimizer")

@@ -29,12 +29,12 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from batchlab import graphs
 from batchlab.data import DataSplits, load_data
-from batchlab.engine import RunResult, StopRules, build, clock, place, run_device
 from batchlab.losses import Loss
 from batchlab.optim import optimizers
-from batchlab.timetable import Timetable
+from batchlab.training import graphs
+from batchlab.training.loop import RunResult, StopRules, build, clock, place, run_device
+from batchlab.training.timetable import Timetable
 
 ELEMENTWISE_OPTIMIZERS = {"sgd", "adam", "adamw"}
 
@@ -231,7 +231,7 @@ def calibrate(config: dict[str, Any], group_size: int, steps: int = 8) -> float:
     import os
 
     from batchlab.data import cache_dir
-    from batchlab.updates import make_step
+    from batchlab.training.steps import make_step
 
     train = config["train"]
     device = run_device(train)

@@ -21,6 +21,9 @@ from collections.abc import Callable
 
 import torch
 
+from batchlab.errors import BatchlabWarning
+from batchlab.models import batch_norms
+
 LossOf = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, y) -> loss, differentiable in the weights
 MAX_SHAPES = 4  # batch shapes graphed per run (a growing-batch schedule has a few); others run eagerly
 
@@ -47,8 +50,6 @@ class GraphedLoss:
         return graphed(x, y, *self.params)
 
     def _capture(self, x: torch.Tensor, y: torch.Tensor) -> Callable[..., torch.Tensor] | None:
-        from batchlab.updates import BatchlabWarning
-
         def loss_of(xb: torch.Tensor, yb: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
             return self.loss_of(xb, yb)  # the weights are inputs so that the graph's backward returns their gradients
 
@@ -74,8 +75,6 @@ def graphable(model: torch.nn.Module) -> bool:
     """Whether a model's training step may be graphed: on a GPU, without batch norm, and not under
     DistributedDataParallel (whose gradient hooks talk to other processes during backward)."""
     from torch.nn.parallel import DistributedDataParallel
-
-    from batchlab.updates import batch_norms
 
     first = next(model.parameters(), None)
     return (first is not None and enabled(first) and not batch_norms(model)

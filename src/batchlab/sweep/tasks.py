@@ -17,8 +17,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from batchlab.results.store import DONE, ResultsStore
 from batchlab.spec import RunSpec
-from batchlab.store import DONE, ResultsStore
 
 Event = tuple[Any, ...]
 
@@ -38,7 +38,7 @@ Checkpoint = Callable[[str, int, Any], None]  # (run_id, epoch, model): keep the
 
 def file_checkpoints(directory: str, emit: Callable[[Event], None]) -> Checkpoint:
     """Write checkpoints under ``directory`` and announce each as an event for the store."""
-    from batchlab.checkpoints import checkpoint_path, save_checkpoint
+    from batchlab.training.checkpoints import checkpoint_path, save_checkpoint
 
     def checkpoint(run_id: str, epoch: int, model: Any) -> None:
         path = checkpoint_path(directory, run_id, epoch)
@@ -56,13 +56,13 @@ def run_task(run: RunSpec, emit: Callable[[Event], None], directory: str | None 
     ``checkpoint``, e.g. back to a Ray driver). Inside a torchrun ``world``, this process trains its
     shard (only rank 0 is given an emit that records).
     """
-    from batchlab.engine import train_run
-    from batchlab.updates import BatchlabWarning
+    from batchlab.errors import BatchlabWarning
+    from batchlab.training.loop import train_run
 
     keep = checkpoint or (file_checkpoints(directory, emit) if directory else None)
     emit(("start", run.run_id))
     if world is None and run.config["train"]["processes"] > 1:  # analyses run later, from the final checkpoint
-        from batchlab.distributed import train_distributed
+        from batchlab.training.ddp import train_distributed
 
         try:
             status, reason, summary = train_distributed(run.config, run.run_id, emit, directory)
@@ -90,7 +90,7 @@ def run_group(runs: list[RunSpec], emit: Callable[[Event], None], directory: str
     if len(runs) == 1:
         run_task(runs[0], emit, directory, checkpoint=checkpoint)
         return
-    from batchlab.vectorized import train_trials
+    from batchlab.training.stacked import train_trials
 
     keep = checkpoint or (file_checkpoints(directory, emit) if directory else None)
 
@@ -121,8 +121,8 @@ def plan_tasks(todo: list[RunSpec], vectorize: str) -> tuple[list[list[RunSpec]]
     if vectorize == "off":
         return [[r] for r in todo], []
     from batchlab.data import load_data
-    from batchlab.engine import build
-    from batchlab.vectorized import calibrate, why_not
+    from batchlab.training.loop import build
+    from batchlab.training.stacked import calibrate, why_not
 
     by_config: dict[str, list[RunSpec]] = {}
     for run in todo:
@@ -274,7 +274,7 @@ def execute(runs: list[RunSpec], store: ResultsStore, jobs: int, reporter: Repor
     parallel = [t for t in tasks if t[0].config["train"]["processes"] > 1]  # each spans processes itself
     tasks = [t for t in tasks if t not in parallel]
     if executor == "ray":
-        from batchlab.ray_executor import execute_on_ray
+        from batchlab.sweep.ray_cluster import execute_on_ray
 
         execute_on_ray(tasks, handle, str(store.directory), address)
     elif jobs <= 1 or len(tasks) <= 1:

@@ -1,23 +1,13 @@
-"""Study specs: a TOML file with [data], [model], [train] and [sweep], validated into runs.
+"""What a study is: the spec's sections as pydantic models, with every field's default and range.
 
-Every field has a default that reproduces seed 000's set-up, so a three-line spec is a study.
-A sweep is a grid over dotted field names (``"train.batch_size" = [20, 100]``) plus optional extra
-configurations (``[[sweep.include]]``), each repeated for ``trials`` seeds 0..trials-1. Overrides are
-applied to the *raw* document and the result validated as a whole, so a swept value is checked exactly
-like a written one and every run carries its fully resolved configuration.
+Every field has a default that reproduces Chaffard's (2016) set-up (MNIST digit pairs, the paper's
+CNN, SGD), so a three-line spec is a study. A field that names a component (``optimizer``,
+``schedule``, ...) is checked against that component's registered parameters.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import importlib
 import itertools
-import json
-import tomllib
-from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -28,13 +18,11 @@ from pydantic import (
     NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
-    ValidationError,
     model_validator,
 )
 
-from batchlab.errors import SpecError
-from batchlab.claims import Claim
 from batchlab.registry import lookup
+from batchlab.results.claims import Claim
 
 Metric = Literal["train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"]
 
@@ -165,7 +153,7 @@ class TrainSpec(_Section):
     @model_validator(mode="after")
     def _timetable_builds(self) -> TrainSpec:
         """Build the schedules now, so a bad combination is a spec error rather than a failed run."""
-        from batchlab.timetable import Timetable
+        from batchlab.training.timetable import Timetable
 
         if (self.lr_scaling != "none" or self.regime == "same-updates") and self.base_batch_size is None:
             field = "lr_scaling" if self.lr_scaling != "none" else "regime"
@@ -235,190 +223,3 @@ class Study(_Section):
     sweep: SweepSpec = Field(default_factory=SweepSpec)
     claims: list[Claim] = Field([], description="published claims, checked in the report (claims.py)")
     quick: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One training run: a resolved configuration and its trial seed."""
-
-    run_id: str
-    config_id: str
-    seed: int
-    config: dict[str, Any]
-    overrides: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class StudyPlan:
-    study: Study
-    runs: list[RunSpec]
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def recipe_names() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("batchlab.recipes").iterdir() if p.name.endswith(".toml"))
-
-
-def read_document(target: str) -> tuple[dict[str, Any], str]:
-    """Parse a spec file, or a built-in recipe by name; returns the raw document and its default name."""
-    path = Path(target)
-    if path.suffix == ".toml" or path.exists():
-        if not path.is_file():
-            raise SpecError(f"spec file {target!r} not found")
-        text, default_name = path.read_text(), path.stem
-    elif target in recipe_names():
-        text, default_name = (resources.files("batchlab.recipes") / f"{target}.toml").read_text(), target
-    else:
-        raise SpecError(f"{target!r} is neither a spec file nor a recipe; recipes: {', '.join(recipe_names())}")
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise SpecError(f"{target}: invalid TOML: {e}") from None
-    doc.setdefault("name", default_name)
-    return doc, default_name
-
-
-def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def _set_dotted(doc: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``a.b.c`` in a nested dict; inside [sweep] the rest of the key is one literal grid key."""
-    parts = dotted.split(".")
-    if parts[0] == "sweep" and len(parts) > 2:
-        parts = ["sweep", ".".join(parts[1:])]
-    node = doc
-    for part in parts[:-1]:
-        child = node.get(part)
-        if isinstance(child, str):  # a component given by name only: expand to a table
-            child = {"name": child}
-        if not isinstance(child, dict):
-            child = {}
-        node[part] = child
-        node = child
-    node[parts[-1]] = copy.deepcopy(value)
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``train.lr=0.1`` → ("train.lr", 0.1); the value is read as TOML, else taken as a string."""
-    if "=" not in text:
-        raise SpecError(f"--set {text!r}: expected KEY=VALUE, e.g. train.epochs=5")
-    key, raw = (s.strip() for s in text.split("=", 1))
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return key, value
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def _describe_error(e: ValidationError, where: str = "") -> str:
-    err = e.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    msg = err["msg"].removeprefix("Value error, ")
-    prefix = f"{where}: " if where else ""
-    if err["type"] == "extra_forbidden":
-        parent, field = ".".join(str(p) for p in err["loc"][:-1]), err["loc"][-1]
-        section = f"[{parent}]" if parent else "the top level"
-        return f"{prefix}unknown field {field!r} in {section}; allowed: {', '.join(_allowed(err['loc'][:-1]))}"
-    shown = f" (got {err['input']!r})" if err["type"] != "value_error" and "input" in err else ""
-    more = f" (and {len(e.errors()) - 1} more problems)" if len(e.errors()) > 1 else ""
-    return f"{prefix}{loc}: {msg}{shown}{more}"
-
-
-def _allowed(loc: tuple[Any, ...]) -> list[str]:
-    model: Any = Study
-    for part in loc:
-        field = model.model_fields.get(part)
-        annotation = getattr(field, "annotation", None)
-        candidates = [annotation, *getattr(annotation, "__args__", ())]
-        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-        if model is None:
-            return []
-    return list(model.model_fields)
-
-
-def _import_plugins(doc: dict[str, Any]) -> None:
-    for module in doc.get("plugins", []) or []:
-        try:
-            importlib.import_module(module)
-        except ImportError as e:
-            raise SpecError(f"plugins: cannot import {module!r}: {e}") from None
-
-
-def validate_study(doc: dict[str, Any], where: str = "") -> Study:
-    _import_plugins(doc)
-    try:
-        return Study.model_validate(doc)
-    except ValidationError as e:
-        raise SpecError(_describe_error(e, where)) from None
-
-
-def config_id_of(config: dict[str, Any]) -> str:
-    """A short stable hash of a run configuration without its seed (trials share it) and without
-    what does not change its training (how often it is checkpointed, what is analysed afterwards)."""
-    body = {k: v for k, v in config.items() if k not in ("seed", "checkpoints", "analysis")}
-    return hashlib.sha1(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:10]
-
-
-def plan_study(doc: dict[str, Any], *, quick: bool = False, sets: list[tuple[str, Any]] = ()) -> StudyPlan:
-    """Validate a raw document and expand its sweep into runs (configurations × trials)."""
-    doc = copy.deepcopy(doc)
-    if quick:
-        if not doc.get("quick"):
-            raise SpecError(f"--quick: spec {doc.get('name')!r} has no [quick] section")
-        doc = _deep_merge(doc, doc["quick"])
-    for key, value in sets:
-        _set_dotted(doc, key, value)
-    study = validate_study(doc)
-    base = {k: v for k, v in doc.items() if k not in ("sweep", "quick")}
-
-    variants = study.sweep.variants()
-
-    runs: list[RunSpec] = []
-    seen: set[str] = set()
-    for overrides in variants:
-        run_doc = copy.deepcopy(base)
-        for key, value in overrides.items():
-            _set_dotted(run_doc, key, value)
-        where = "sweep " + ", ".join(f"{k}={v!r}" for k, v in overrides.items()) if overrides else ""
-        resolved = validate_study(run_doc, where)
-        # JSON-normal (tuples become lists): the configuration that runs is exactly the one stored
-        config = json.loads(json.dumps(resolved.model_dump(include={"plugins", "data", "model", "train", "probes",
-                                                                          "checkpoints", "analysis"})))
-        config_id = config_id_of(config)
-        if config_id in seen:
-            continue
-        seen.add(config_id)
-        for seed in range(study.sweep.trials):
-            runs.append(RunSpec(f"{config_id}-s{seed}", config_id, seed, {**config, "seed": seed}, overrides))
-    return StudyPlan(study, runs)
-
-
-def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Dotted names → values; a component (a table with ``name``) stays one value, shown compactly."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and ("name" not in value or not prefix):
-            flat.update(flatten_config(value, dotted + "."))
-        elif isinstance(value, dict):
-            flat[dotted] = compact_component(value)
-        else:
-            flat[dotted] = value
-    return flat
-
-
-def compact_component(value: dict[str, Any]) -> str:
-    args = ", ".join(f"{k}={v}" for k, v in value.items() if k != "name")
-    return f"{value['name']}({args})" if args else str(value["name"])

@@ -29,7 +29,7 @@ def _remote_task(task: list[RunSpec], plugins: list[str]) -> list[Event]:
     import torch
     from safetensors.torch import save
 
-    from batchlab import sweep
+    from batchlab.sweep import tasks as sweep
 
     torch.set_num_threads(1)
     for module in plugins:
@@ -50,7 +50,7 @@ def _remote_task(task: list[RunSpec], plugins: list[str]) -> list[Event]:
 def execute_on_ray(tasks: list[list[RunSpec]], handle: Callable[[Event], None], directory: str,
                    address: str | None = None) -> None:
     """Send every task to Ray; hand each returned event to ``handle`` as the task completes."""
-    from batchlab.checkpoints import checkpoint_path
+    from batchlab.training.checkpoints import checkpoint_path
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:

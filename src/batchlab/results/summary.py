@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from batchlab.store import Results
+from batchlab.results.store import Results
 
 SPLIT_METRICS = ["train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"]
 RUN_KEYS = {"run_id", "config_id", "seed", "status", "stop_reason", "error"}

@@ -20,15 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from batchlab.losses import Loss
-from batchlab.updates import frozen_bn_stats
+from batchlab.models import frozen_bn_stats
 
 
 @contextmanager
@@ -89,42 +87,7 @@ def half_batch_estimates(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch
     return two_batch_estimates(small_sq, big_sq, half, 2 * half)
 
 
-def _batches(n: int, size: int, count: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+def random_batches(n: int, size: int, count: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
     """``count`` random batches of ``size`` distinct examples each."""
     for _ in range(count):
         yield torch.randperm(n, generator=generator)[:size]
-
-
-def gradient_norms(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tensor, batch_size: int, batches: int,
-                   seed: int = 0, diversity_batches: int = 0) -> dict[str, Any]:
-    """Norm of the batch gradient over ``batches`` random batches (mean, std), and the mean gradient
-    diversity ratio Σ‖g_i‖/‖Σ g_i‖ over ``diversity_batches`` of them (per-example gradients)."""
-    generator = torch.Generator().manual_seed(seed)
-    norms = np.array([float(batch_gradient(model, loss, x[idx], y[idx]).norm())
-                      for idx in _batches(len(y), batch_size, batches, generator)])
-    out: dict[str, Any] = {"batch_size": batch_size, "batches": batches, "grad_norm_mean": float(norms.mean()),
-                           "grad_norm_std": float(norms.std(ddof=1)) if batches > 1 else None,
-                           "grad_sq_mean": float((norms**2).mean()),
-                           # seed 004's number: the norm of the *summed* gradient, B times the mean's
-                           "sum_norm_mean": float(batch_size * norms.mean())}
-    if diversity_batches:
-        ratios = []
-        for idx in _batches(len(y), batch_size, diversity_batches, generator):
-            per_example = per_example_gradients(model, loss, x[idx], y[idx])
-            ratios.append(float(per_example.norm(dim=1).sum() / per_example.sum(0).norm()))
-        out["diversity_mean"] = float(np.mean(ratios))
-        out["diversity_std"] = float(np.std(ratios, ddof=1)) if len(ratios) > 1 else None
-    return out
-
-
-def noise_scale(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tensor, b_small: int, b_big: int,
-                batches: int, seed: int = 0) -> dict[str, float]:
-    """B_simple from the mean squared gradient norms at two batch sizes over ``batches`` batches each."""
-    if not 1 <= b_small < b_big <= len(y):
-        raise ValueError(f"noise scale needs 1 <= small batch < big batch <= {len(y)} examples, "
-                         f"got {b_small} and {b_big}")
-    small = gradient_norms(model, loss, x, y, b_small, batches, seed)
-    big = gradient_norms(model, loss, x, y, b_big, batches, seed + 1)
-    g2, trace = two_batch_estimates(small["grad_sq_mean"], big["grad_sq_mean"], b_small, b_big, len(y))
-    return {"b_small": b_small, "b_big": b_big, "batches": batches, "grad_sq": g2, "trace": trace,
-            "b_simple": trace / g2 if g2 > 0 else float("inf")}

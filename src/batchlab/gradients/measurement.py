@@ -1,0 +1,63 @@
+"""Measurements at one point of training (``batchlab noise-scale``, ``grad-stats``, ``memory``, and a
+spec's ``[measure]`` section): the registry, and the model they measure.
+
+Each takes a run configuration (a spec's first configuration, seed 0 unless asked otherwise), gets
+the model at initialization or after a short training prefix, measures, and returns rows that go
+into the results store's ``measurements`` table. They are registered by name, so the same builder
+answers the CLI and a spec's ``[measure]`` section.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from torch import nn
+
+from batchlab.data import DataSplits, load_data
+from batchlab.losses import Loss
+from batchlab.registry import Registry
+
+measurements = Registry("measurement")
+Rows = list[tuple[str, dict[str, Any]]]  # (label, row): the label keys the row in the store
+
+
+def model_at(config: dict[str, Any], after_epochs: int) -> tuple[nn.Module, Loss, DataSplits]:
+    """The configuration's model at initialization (0) or after ``after_epochs`` epochs of its training."""
+    from batchlab.training.loop import build, place, run_device, train_run
+
+    data = load_data(config["data"])
+    device = run_device(config["train"])
+    if after_epochs == 0:
+        model, loss = build(config, data)
+        return model, loss, place(model, data, device)
+    prefix = copy.deepcopy(config)
+    prefix["train"].update(epochs=after_epochs, target=None, early_stop=None)
+    prefix["train"]["regime"] = "same-epochs"
+    result = train_run(prefix, lambda epoch, metrics: None, data)
+    if result.model is None or result.status != "finished":
+        raise RuntimeError(f"the {after_epochs}-epoch training prefix ended as {result.status}")
+    _, loss = build(config, data)
+    return result.model, loss, place(result.model, data, device)
+def measure_study(directory: Any, wanted: dict[str, dict[str, Any]], run: Any, seed: int = 0) -> list[str]:
+    """A study's ``[measure]`` section, taken on its first configuration after the sweep.
+
+    A measurement already stored for that configuration and seed is not taken again, so a resumed
+    or re-run study adds only what is missing. Returns the names taken now.
+    """
+    from batchlab.results.store import ResultsStore
+
+    store = ResultsStore(directory)
+    try:
+        done = {kind for kind, config_id, s, *_ in store.measurement_rows() if config_id == run.config_id and s == seed}
+        taken = []
+        for name, params in wanted.items():
+            if name in done:
+                continue
+            rows = measurements.build({"name": name, **params}, {**run.config, "seed": seed})
+            for label, row in rows:
+                store.add_measurement(name, run.config_id, seed, label, row)
+            taken.append(name)
+        return taken
+    finally:
+        store.close()

@@ -1,0 +1,142 @@
+"""From a spec to runs: validate the document, expand its sweep, give every run its resolved configuration.
+
+A sweep is a grid over dotted field names (``"train.batch_size" = [20, 100]``) plus optional extra
+configurations (``[[sweep.include]]``), each repeated for ``trials`` seeds 0..trials-1. Overrides are
+applied to the *raw* document and the result validated as a whole, so a swept value is checked exactly
+like a written one and every run carries its fully resolved configuration.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from batchlab.errors import SpecError
+from batchlab.spec.reading import deep_merge, set_dotted
+from batchlab.spec.schema import Study
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: a resolved configuration and its trial seed."""
+
+    run_id: str
+    config_id: str
+    seed: int
+    config: dict[str, Any]
+    overrides: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    study: Study
+    runs: list[RunSpec]
+
+
+
+def _describe_error(e: ValidationError, where: str = "") -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    prefix = f"{where}: " if where else ""
+    if err["type"] == "extra_forbidden":
+        parent, field = ".".join(str(p) for p in err["loc"][:-1]), err["loc"][-1]
+        section = f"[{parent}]" if parent else "the top level"
+        return f"{prefix}unknown field {field!r} in {section}; allowed: {', '.join(_allowed(err['loc'][:-1]))}"
+    shown = f" (got {err['input']!r})" if err["type"] != "value_error" and "input" in err else ""
+    more = f" (and {len(e.errors()) - 1} more problems)" if len(e.errors()) > 1 else ""
+    return f"{prefix}{loc}: {msg}{shown}{more}"
+
+
+def _allowed(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = Study
+    for part in loc:
+        field = model.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
+def _import_plugins(doc: dict[str, Any]) -> None:
+    for module in doc.get("plugins", []) or []:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise SpecError(f"plugins: cannot import {module!r}: {e}") from None
+
+
+def validate_study(doc: dict[str, Any], where: str = "") -> Study:
+    _import_plugins(doc)
+    try:
+        return Study.model_validate(doc)
+    except ValidationError as e:
+        raise SpecError(_describe_error(e, where)) from None
+
+
+def config_id_of(config: dict[str, Any]) -> str:
+    """A short stable hash of a run configuration without its seed (trials share it) and without
+    what does not change its training (how often it is checkpointed, what is analysed afterwards)."""
+    body = {k: v for k, v in config.items() if k not in ("seed", "checkpoints", "analysis")}
+    return hashlib.sha1(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def plan_study(doc: dict[str, Any], *, quick: bool = False, sets: list[tuple[str, Any]] = ()) -> StudyPlan:
+    """Validate a raw document and expand its sweep into runs (configurations × trials)."""
+    doc = copy.deepcopy(doc)
+    if quick:
+        if not doc.get("quick"):
+            raise SpecError(f"--quick: spec {doc.get('name')!r} has no [quick] section")
+        doc = deep_merge(doc, doc["quick"])
+    for key, value in sets:
+        set_dotted(doc, key, value)
+    study = validate_study(doc)
+    base = {k: v for k, v in doc.items() if k not in ("sweep", "quick")}
+
+    variants = study.sweep.variants()
+
+    runs: list[RunSpec] = []
+    seen: set[str] = set()
+    for overrides in variants:
+        run_doc = copy.deepcopy(base)
+        for key, value in overrides.items():
+            set_dotted(run_doc, key, value)
+        where = "sweep " + ", ".join(f"{k}={v!r}" for k, v in overrides.items()) if overrides else ""
+        resolved = validate_study(run_doc, where)
+        # JSON-normal (tuples become lists): the configuration that runs is exactly the one stored
+        config = json.loads(json.dumps(resolved.model_dump(include={"plugins", "data", "model", "train", "probes",
+                                                                          "checkpoints", "analysis"})))
+        config_id = config_id_of(config)
+        if config_id in seen:
+            continue
+        seen.add(config_id)
+        for seed in range(study.sweep.trials):
+            runs.append(RunSpec(f"{config_id}-s{seed}", config_id, seed, {**config, "seed": seed}, overrides))
+    return StudyPlan(study, runs)
+
+
+def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted names → values; a component (a table with ``name``) stays one value, shown compactly."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and ("name" not in value or not prefix):
+            flat.update(flatten_config(value, dotted + "."))
+        elif isinstance(value, dict):
+            flat[dotted] = compact_component(value)
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def compact_component(value: dict[str, Any]) -> str:
+    args = ", ".join(f"{k}={v}" for k, v in value.items() if k != "name")
+    return f"{value['name']}({args})" if args else str(value["name"])
