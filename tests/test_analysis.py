@@ -20,7 +20,6 @@ from batchlab.analysis.runner import default_pairs, label_of
 from batchlab.analysis.sharpness import epsilon_sharpness
 from batchlab.data import DataSplits, Split
 from batchlab.losses import losses
-from tests.test_cli import batchlab
 
 # ----------------------------------------------------------------------------- sharpness
 
@@ -249,13 +248,13 @@ trials = 2
 """
 
 
-def test_spec_analyses_run_with_the_study_and_the_cli_adds_more(tmp_path, capsys):
+def test_spec_analyses_run_with_the_study_and_the_cli_adds_more(tmp_path, capsys, cli):
     from batchlab.cli import main
 
     spec = tmp_path / "analysed.toml"
     spec.write_text(ANALYSED)
     out = tmp_path / "out"
-    done = batchlab("run", str(spec), "--out", str(out), "--jobs", "1", "--quiet", "--no-report")
+    done = cli("run", str(spec), "--out", str(out), "--jobs", "1", "--quiet", "--no-report")
     assert done.returncode == 0, done.stderr
 
     from batchlab.results.store import load
@@ -277,21 +276,19 @@ def test_spec_analyses_run_with_the_study_and_the_cli_adds_more(tmp_path, capsys
                  "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["status"] == "ok" and len(row["eigenvalues"]) == 2 and row["eigenvalues"][0] >= row["eigenvalues"][1]
-    done = batchlab("analyze", "sharpness", str(out), "-p", "subspace=0", "-p", "max_iter=2", "--jobs", "2")
+    done = cli("analyze", "sharpness", str(out), "-p", "subspace=0", "-p", "max_iter=2", "--jobs", "2")
     assert done.returncode == 0, done.stderr
     assert "mean ± std over trials" in done.stdout and "(n=2)" in done.stdout
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, run_cli, tiny_study_text):
     """A one-epoch tiny study, trained once for the argument checks."""
-    from tests.conftest import TINY_STUDY
-
     spec = tmp_path_factory.mktemp("spec") / "tiny.toml"
-    spec.write_text(TINY_STUDY)
+    spec.write_text(tiny_study_text)
     out = tmp_path_factory.mktemp("trained")
-    assert batchlab("run", str(spec), "--out", str(out), "--set", "train.epochs=1", "--jobs", "1", "--no-report",
-                    "--quiet").returncode == 0
+    assert run_cli("run", str(spec), "--out", str(out), "--set", "train.epochs=1", "--jobs", "1", "--no-report",
+                   "--quiet").returncode == 0
     return out
 
 

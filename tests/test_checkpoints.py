@@ -8,24 +8,18 @@ import pickle
 import pytest
 
 from batchlab.data import load_data
-from batchlab.results.store import ResultsStore, load
+from batchlab.results.store import load
 from batchlab.spec import plan_study
-from batchlab.sweep.progress import LogReporter
-from batchlab.sweep.tasks import execute
 from batchlab.training.checkpoints import load_checkpoint
-from batchlab.training.loop import build, evaluate
+from batchlab.training.loop import evaluate
+from batchlab.training.prepare import build
 
 
-def test_checkpoints_are_saved_listed_and_reload_the_final_model(tmp_path):
+def test_checkpoints_are_saved_listed_and_reload_the_final_model(tmp_path, run_quietly):
     doc = {"data": {"name": "blobs", "n_samples": 200, "centers": 3}, "model": {"name": "mlp", "hidden": [8],
            "norm": "batch"}, "train": {"epochs": 5, "batch_size": 32, "lr": 0.1},
            "checkpoints": {"every": 2}, "sweep": {"trials": 2}}
-    plan = plan_study(doc)
-    store = ResultsStore(tmp_path)
-    store.plan(plan.runs)
-    with LogReporter(len(plan.runs)) as reporter:
-        execute(plan.runs, store, jobs=1, reporter=reporter)
-    store.close()
+    plan = run_quietly(doc, tmp_path).plan
     results = load(tmp_path)
     assert results.checkpoints.groupby("run_id")["epoch"].apply(list).tolist() == [[0, 2, 4, 5]] * 2
 

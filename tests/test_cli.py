@@ -1,4 +1,5 @@
-"""The command line end to end, in a subprocess as a user runs it."""
+"""The command line end to end, as a user runs it (in-process through ``main``; the entry point
+itself once in a subprocess)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,15 @@ import sys
 import pytest
 
 
-def batchlab(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "batchlab", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
-
-
-def test_run_ls_export_end_to_end(tiny_spec, tmp_path):
+def test_run_ls_export_end_to_end(tiny_spec, tmp_path, cli):
     out = tmp_path / "out"
-    done = batchlab("run", str(tiny_spec), "--out", str(out), "--jobs", "2", "--quiet")
+    done = cli("run", str(tiny_spec), "--out", str(out), "--jobs", "2", "--quiet")
     assert done.returncode == 0, done.stderr
     assert "[4/4]" in done.stderr  # one log line per finished run
     assert "train.batch_size" in done.stdout and "test acc %" in done.stdout
     assert (out / "report.html").exists() and (out / "summary.md").exists() and (out / "figures" / "curves.svg").exists()
 
-    listed = batchlab("ls", str(out), "--json")
+    listed = cli("ls", str(out), "--json")
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
     assert [r["train.batch_size"] for r in rows] == [16, 200]
@@ -40,13 +36,13 @@ def test_run_ls_export_end_to_end(tiny_spec, tmp_path):
     assert len(checkpoints) == 8 and set(checkpoints["epoch"]) == {0, 4}
     assert all((out / "checkpoints").rglob("*.safetensors"))
 
-    table = batchlab("ls", str(out))
+    table = cli("ls", str(out))
     assert table.returncode == 0 and "± " in table.stdout
 
-    again = batchlab("run", str(tiny_spec), "--out", str(out), "--resume", "--quiet", "--no-report")
+    again = cli("run", str(tiny_spec), "--out", str(out), "--resume", "--quiet", "--no-report")
     assert again.returncode == 0 and "into the study" not in again.stderr  # nothing left to do
 
-    exported = batchlab("export", str(out), "--csv", "--to", str(tmp_path / "csv"))
+    exported = cli("export", str(out), "--csv", "--to", str(tmp_path / "csv"))
     assert exported.returncode == 0, exported.stderr
     with open(tmp_path / "csv" / "epochs.csv") as f:
         epochs = list(csv.DictReader(f))
@@ -55,8 +51,8 @@ def test_run_ls_export_end_to_end(tiny_spec, tmp_path):
         assert len(list(csv.DictReader(f))) == 4
 
 
-def test_default_out_is_runs_slash_name(tiny_spec, tmp_path):
-    done = batchlab("run", str(tiny_spec), "--jobs", "1", "--quiet", "--no-report", "--set", "sweep.trials=1",
+def test_default_out_is_runs_slash_name(tiny_spec, tmp_path, cli):
+    done = cli("run", str(tiny_spec), "--jobs", "1", "--quiet", "--no-report", "--set", "sweep.trials=1",
                     "--set", "train.epochs=1", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "runs" / "tiny" / "results.db").exists()
@@ -74,24 +70,24 @@ def test_default_out_is_runs_slash_name(tiny_spec, tmp_path):
     (["run", "{spec}", "--resume", "--out", "{tmp}/nothing"], "nothing to resume"),
     (["ls", "{tmp}/nothing"], "no results in"),
 ])
-def test_bad_input_is_one_line_and_exit_2(tiny_spec, tmp_path, args, message):
+def test_bad_input_is_one_line_and_exit_2(tiny_spec, tmp_path, args, message, cli):
     args = [a.format(spec=tiny_spec, tmp=tmp_path) for a in args]
-    done = batchlab(*args)
+    done = cli(*args)
     assert done.returncode == 2
     assert done.stderr.startswith("batchlab: error: ") and message in done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
 
 
-def test_accumulation_with_batch_norm_warns_once_per_study(tiny_spec, tmp_path):
-    done = batchlab("run", str(tiny_spec), "--out", str(tmp_path / "out"), "--jobs", "2", "--quiet", "--no-report",
+def test_accumulation_with_batch_norm_warns_once_per_study(tiny_spec, tmp_path, cli):
+    done = cli("run", str(tiny_spec), "--out", str(tmp_path / "out"), "--jobs", "2", "--quiet", "--no-report",
                     "--set", "model.norm=batch", "--set", "train.accumulate=2", "--set", "train.epochs=1")
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("warning: train.accumulate = 2 with batch norm") == 1
     assert "BatchlabWarning" not in done.stderr  # the workers stay quiet
 
 
-def test_recipes_and_fast_help():
-    listed = batchlab("recipes")
+def test_recipes_and_fast_help(cli):
+    listed = cli("recipes")
     assert listed.returncode == 0
     lines = listed.stdout.splitlines()
     assert any(line.startswith("mnist-pairs") and "Seed 000" in line for line in lines)
@@ -100,5 +96,7 @@ def test_recipes_and_fast_help():
              "print('torch' in sys.modules, 'pydantic' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.stdout.strip().splitlines()[-1] == "False False"
-    assert batchlab("--help").returncode == 0
-    assert batchlab("frobnicate").returncode == 2
+    assert cli("--help").returncode == 0
+    assert cli("frobnicate").returncode == 2
+    entry = subprocess.run([sys.executable, "-m", "batchlab", "recipes"], capture_output=True, text=True, timeout=120)
+    assert entry.returncode == 0 and entry.stdout == listed.stdout

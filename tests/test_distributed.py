@@ -6,10 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from batchlab.results.store import ResultsStore, load
+from batchlab.results.store import load
 from batchlab.spec import plan_study
-from batchlab.sweep.progress import LogReporter
-from batchlab.sweep.tasks import execute
 from batchlab.training.parallel import World
 
 STUDY = {"data": {"name": "blobs", "n_samples": 210, "centers": 3}, "model": {"name": "mlp", "hidden": [12]},
@@ -27,14 +25,8 @@ def test_shards_cover_the_batch_and_their_weights_make_the_batch_mean():
     assert mean == pytest.approx(float(x.mean()), rel=1e-12)
 
 
-def test_two_processes_match_one_process(tmp_path):
-    plan = plan_study(STUDY)
-    store = ResultsStore(tmp_path)
-    store.set_meta("study", plan.study.model_dump(exclude={"quick"}))
-    store.plan(plan.runs)
-    with LogReporter(len(plan.runs)) as reporter:
-        execute(plan.runs, store, jobs=1, reporter=reporter)
-    store.close()
+def test_two_processes_match_one_process(tmp_path, run_quietly):
+    run_quietly(STUDY, tmp_path)
     results = load(tmp_path)
     assert list(results.runs["status"]) == ["finished", "finished"]
     epochs = results.epochs.merge(results.runs[["run_id", "train.processes"]], on="run_id")

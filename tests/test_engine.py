@@ -9,7 +9,8 @@ import torch
 
 from batchlab.data import load_data
 from batchlab.spec import plan_study
-from batchlab.training.loop import build, train_run
+from batchlab.training.loop import train_run
+from batchlab.training.prepare import build
 
 
 def config(**sections) -> dict:

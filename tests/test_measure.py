@@ -9,12 +9,11 @@ import pytest
 from batchlab.gradients.memory import step_memory
 from batchlab.results.store import load
 from batchlab.spec import plan_study
-from tests.test_cli import batchlab
 
 
-def test_grad_stats_and_noise_scale_from_the_cli_are_stored(tiny_spec, tmp_path):
+def test_grad_stats_and_noise_scale_from_the_cli_are_stored(tiny_spec, tmp_path, cli):
     out = tmp_path / "out"
-    done = batchlab("grad-stats", str(tiny_spec), "--batch-sizes", "1,16,128", "--batches", "200",
+    done = cli("grad-stats", str(tiny_spec), "--batch-sizes", "1,16,128", "--batches", "200",
                     "--diversity-batches", "5", "--out", str(out), "--json")
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)
@@ -24,7 +23,7 @@ def test_grad_stats_and_noise_scale_from_the_cli_are_stored(tiny_spec, tmp_path)
     assert rows[0]["diversity_mean"] == pytest.approx(1.0)  # one example: Σ‖g_i‖ = ‖Σ g_i‖
     assert 1.0 < rows[2]["diversity_mean"] <= 128 ** 0.5 * 10
 
-    done = batchlab("noise-scale", str(tiny_spec), "--after-epochs", "0", "2", "--small", "8", "--big", "64",
+    done = cli("noise-scale", str(tiny_spec), "--after-epochs", "0", "2", "--small", "8", "--big", "64",
                     "--batches", "100", "--out", str(out), "--json")
     assert done.returncode == 0, done.stderr
     noise = json.loads(done.stdout)
@@ -42,8 +41,8 @@ def test_grad_stats_and_noise_scale_from_the_cli_are_stored(tiny_spec, tmp_path)
     (["grad-stats", "{spec}", "--batch-sizes", "100000"], "is not between 1 and the"),
     (["noise-scale", "{spec}", "--small", "64", "--big", "8"], "needs 1 <= --small < --big <= 192"),
 ])
-def test_bad_measurement_arguments_are_one_line(tiny_spec, args, message):
-    done = batchlab(*[a.format(spec=tiny_spec) for a in args])
+def test_bad_measurement_arguments_are_one_line(tiny_spec, args, message, cli):
+    done = cli(*[a.format(spec=tiny_spec) for a in args])
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
 
 
@@ -58,21 +57,21 @@ def test_step_memory_grows_with_the_batch():
     assert large["peak_rss_mb"] > large["step_mb"]
 
 
-def test_memory_command_runs_and_stores(tiny_spec, tmp_path):
-    done = batchlab("memory", str(tiny_spec), "--batch-sizes", "8", "--out", str(tmp_path), "--json")
+def test_memory_command_runs_and_stores(tiny_spec, tmp_path, cli):
+    done = cli("memory", str(tiny_spec), "--batch-sizes", "8", "--out", str(tmp_path), "--json")
     assert done.returncode == 0, done.stderr
     (row,) = json.loads(done.stdout)
     assert row["batch_size"] == 8 and row["peak_rss_mb"] > 0
     assert load(tmp_path).measurements["kind"].tolist() == ["memory"]
 
 
-def test_a_specs_measure_section_is_taken_once_after_the_sweep(tiny_spec, tmp_path):
+def test_a_specs_measure_section_is_taken_once_after_the_sweep(tiny_spec, tmp_path, cli):
     spec = tmp_path / "measured.toml"
     spec.write_text(tiny_spec.read_text() + "\n[measure.grad-stats]\nbatch_sizes = [1, 64]\nbatches = 50\n"
                     "diversity_batches = 0\nafter_epochs = [0, 2]\n")
     out = tmp_path / "out"
     args = ("run", str(spec), "--out", str(out), "--quiet", "--no-report", "--set", "sweep.trials=1")
-    done = batchlab(*args)
+    done = cli(*args)
     assert done.returncode == 0, done.stderr
     stored = load(out).measurements
     assert sorted(stored["label"]) == ["batch 1 after 0 epochs", "batch 1 after 2 epochs",
@@ -80,10 +79,10 @@ def test_a_specs_measure_section_is_taken_once_after_the_sweep(tiny_spec, tmp_pa
     first = load(out).runs.sort_values("train.batch_size")["config_id"].iloc[0]
     assert set(stored["config_id"]) == {first} and set(stored["seed"]) == {0}
     assert all(stored["grad_norm_mean"] > 0)
-    assert batchlab(*args, "--resume").returncode == 0
+    assert cli(*args, "--resume").returncode == 0
     assert len(load(out).measurements) == 4  # taken once, however often the study is run
 
     bad = tmp_path / "bad.toml"
     bad.write_text(tiny_spec.read_text() + "\n[measure.grad-stats]\nbatches = 1\n")
-    done = batchlab("run", str(bad), "--out", str(tmp_path / "bad"))
+    done = cli("run", str(bad), "--out", str(tmp_path / "bad"))
     assert done.returncode == 2 and "batches" in done.stderr and "Traceback" not in done.stderr

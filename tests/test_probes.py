@@ -15,7 +15,8 @@ from batchlab.gradients.grad_stats import gradient_norms
 from batchlab.gradients.noise_scale import noise_scale
 from batchlab.results.store import ResultsStore, load
 from batchlab.spec import plan_study
-from batchlab.training.loop import build, train_run
+from batchlab.training.loop import train_run
+from batchlab.training.prepare import build
 
 
 def config(probes: dict, **train) -> dict:

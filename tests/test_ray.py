@@ -7,10 +7,7 @@ import os
 
 import pytest
 
-from batchlab.results.store import ResultsStore, load
-from batchlab.spec import plan_study
-from batchlab.sweep.progress import LogReporter
-from batchlab.sweep.tasks import execute
+from batchlab.results.store import load
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'batchlab[ray]')")
 
@@ -27,18 +24,13 @@ def local_ray():
     ray.shutdown()
 
 
-def run(out, executor, plan):
-    store = ResultsStore(out)
-    store.plan(plan.runs)
-    with LogReporter(len(plan.runs)) as reporter:
-        execute(plan.runs, store, jobs=2, reporter=reporter, executor=executor)
-    store.close()
+def run(out, executor, run_quietly):
+    run_quietly(STUDY, out, jobs=2, executor=executor)
     return load(out)
 
 
-def test_ray_sweep_matches_local_and_resumes(local_ray, tmp_path):
-    plan = plan_study(STUDY)
-    on_ray, local = run(tmp_path / "ray", "ray", plan), run(tmp_path / "local", "local", plan)
+def test_ray_sweep_matches_local_and_resumes(local_ray, tmp_path, run_quietly):
+    on_ray, local = run(tmp_path / "ray", "ray", run_quietly), run(tmp_path / "local", "local", run_quietly)
     assert list(on_ray.runs["status"]) == ["finished"] * 4
     a = on_ray.epochs.sort_values(["run_id", "epoch"])["test_loss"].to_numpy()
     b = local.epochs.sort_values(["run_id", "epoch"])["test_loss"].to_numpy()
@@ -46,5 +38,5 @@ def test_ray_sweep_matches_local_and_resumes(local_ray, tmp_path):
     assert len(on_ray.checkpoints) == 8 and all(os.path.exists(p) for p in on_ray.checkpoints["path"])
     assert len(on_ray.measurements) == 4  # the in-run analyses came back as events
 
-    again = run(tmp_path / "ray", "ray", plan)  # everything finished: nothing is sent again
+    again = run(tmp_path / "ray", "ray", run_quietly)  # everything finished: nothing is sent again
     assert list(again.runs["train_seconds"]) == list(on_ray.runs["train_seconds"])  # timings of the first pass

@@ -8,7 +8,6 @@ import re
 import pytest
 
 from batchlab.spec import plan_study, read_document, recipe_names
-from tests.test_cli import batchlab
 
 # figures each recipe exists to draw: the wiring from spec to probes, analyses, measurements and report
 FIGURES = {
@@ -23,9 +22,9 @@ FIGURES = {
 }
 
 
-def test_every_recipe_is_listed_and_has_claims_and_a_quick_form():
+def test_every_recipe_is_listed_and_has_claims_and_a_quick_form(cli):
     assert set(recipe_names()) == set(FIGURES)
-    listed = batchlab("recipes").stdout
+    listed = cli("recipes").stdout
     for name in recipe_names():
         doc, _ = read_document(name)
         full, quick = plan_study(doc), plan_study(doc, quick=True)
@@ -36,9 +35,9 @@ def test_every_recipe_is_listed_and_has_claims_and_a_quick_form():
 
 
 @pytest.mark.parametrize("name", sorted(FIGURES))
-def test_quick_form_runs_and_checks_its_claims(name, tmp_path):
+def test_quick_form_runs_and_checks_its_claims(name, tmp_path, cli):
     out = tmp_path / name
-    done = batchlab("run", name, "--quick", "--out", str(out), "--quiet")
+    done = cli("run", name, "--quick", "--out", str(out), "--quiet")
     assert done.returncode == 0, done.stderr[-2000:]
     for figure in FIGURES[name]:
         assert (out / "figures" / f"{figure}.svg").exists(), figure

@@ -11,11 +11,8 @@ import pytest
 
 from batchlab.analysis.runner import analyze_directory
 from batchlab.report import write_report
-from batchlab.results.store import ResultsStore, load
+from batchlab.results.store import load
 from batchlab.results.summary import summarize
-from batchlab.spec import plan_study
-from batchlab.sweep.progress import LogReporter
-from batchlab.sweep.tasks import execute
 
 STUDY = {
     "name": "report-test",
@@ -35,15 +32,9 @@ STUDY = {
 
 
 @pytest.fixture(scope="module")
-def study_dir(tmp_path_factory):
+def study_dir(tmp_path_factory, run_quietly):
     out = tmp_path_factory.mktemp("report")
-    plan = plan_study(STUDY)
-    store = ResultsStore(out)
-    store.set_meta("study", plan.study.model_dump(exclude={"quick"}))
-    store.plan(plan.runs)
-    with LogReporter(len(plan.runs)) as reporter:
-        execute(plan.runs, store, jobs=1, reporter=reporter)
-    store.close()
+    run_quietly(STUDY, out)
     analyze_directory(out, "interpolate", {"points": 5, "alpha_min": -1.0, "alpha_max": 2.0,
                                            "batch_norm": "interpolate"})
     write_report(out)

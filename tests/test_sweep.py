@@ -8,21 +8,7 @@ import textwrap
 import pytest
 
 import batchlab
-from batchlab.results.store import ResultsStore
 from batchlab.results.summary import summarize
-from batchlab.spec import plan_study, read_document
-from batchlab.sweep.progress import LogReporter
-from batchlab.sweep.tasks import execute
-
-
-def run_study(spec_path, out, jobs: int, sets=()) -> list:
-    doc, _ = read_document(str(spec_path))
-    plan = plan_study(doc, sets=list(sets))
-    store = ResultsStore(out)
-    store.plan(plan.runs)
-    execute(plan.runs, store, jobs, LogReporter(len(plan.runs)))
-    store.close()
-    return plan.runs
 
 
 def metric_table(out) -> list:
@@ -31,17 +17,17 @@ def metric_table(out) -> list:
     return sorted(map(tuple, epochs[cols].itertuples(index=False)))
 
 
-def test_same_numbers_with_one_and_two_jobs(tiny_spec, tmp_path):
-    run_study(tiny_spec, tmp_path / "one", jobs=1)
-    run_study(tiny_spec, tmp_path / "two", jobs=2)
+def test_same_numbers_with_one_and_two_jobs(tiny_spec, tmp_path, run_quietly):
+    run_quietly(tiny_spec, tmp_path / "one", jobs=1)
+    run_quietly(tiny_spec, tmp_path / "two", jobs=2)
     one, two = metric_table(tmp_path / "one"), metric_table(tmp_path / "two")
     assert len(one) == 4 * 5  # 2 configurations x 2 trials x (epoch 0 + 4 epochs)
     assert one == two  # bit for bit
 
 
-def test_resume_redoes_only_unfinished_runs(tiny_spec, tmp_path):
+def test_resume_redoes_only_unfinished_runs(tiny_spec, tmp_path, run_quietly):
     out = tmp_path / "r"
-    runs = run_study(tiny_spec, out, jobs=1)
+    runs = run_quietly(tiny_spec, out, jobs=1).plan.runs
     complete = metric_table(out)
     victim = runs[1].run_id
     db = sqlite3.connect(out / "results.db")
@@ -51,7 +37,7 @@ def test_resume_redoes_only_unfinished_runs(tiny_spec, tmp_path):
     started = dict(db.execute("SELECT run_id, started FROM runs").fetchall())
     db.close()
 
-    run_study(tiny_spec, out, jobs=2)
+    run_quietly(tiny_spec, out, jobs=2)
     db = sqlite3.connect(out / "results.db")
     after = dict(db.execute("SELECT run_id, started FROM runs").fetchall())
     statuses = {s for (s,) in db.execute("SELECT status FROM runs")}
@@ -61,7 +47,7 @@ def test_resume_redoes_only_unfinished_runs(tiny_spec, tmp_path):
     assert metric_table(out) == complete
 
 
-def test_failed_and_diverged_runs_are_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
+def test_failed_and_diverged_runs_are_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch, run_quietly):
     plugin = tmp_path / "plugin_explodes.py"
     plugin.write_text(textwrap.dedent("""
         import torch
@@ -101,7 +87,7 @@ def test_failed_and_diverged_runs_are_recorded_and_the_sweep_goes_on(tmp_path, m
     """))
     for jobs in (1, 2):
         out = tmp_path / f"out{jobs}"
-        run_study(spec, out, jobs=jobs)
+        run_quietly(spec, out, jobs=jobs)
         results = batchlab.load(out)
         by_status = results.runs["status"].tolist()
         assert sorted(by_status) == ["diverged", "failed", "finished"]
@@ -116,8 +102,8 @@ def test_failed_and_diverged_runs_are_recorded_and_the_sweep_goes_on(tmp_path, m
         assert diverged_row["test_acc"]["n"] == 0  # never averaged into the statistics
 
 
-def test_load_and_summary_statistics(tiny_spec, tmp_path):
-    run_study(tiny_spec, tmp_path / "s", jobs=1)
+def test_load_and_summary_statistics(tiny_spec, tmp_path, run_quietly):
+    run_quietly(tiny_spec, tmp_path / "s", jobs=1)
     results = batchlab.load(tmp_path / "s")
     runs = results.runs
     assert len(runs) == 4 and set(runs["status"]) == {"finished"}

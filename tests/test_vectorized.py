@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from batchlab.data import cache_dir, load_data
-from batchlab.results.store import ResultsStore, load
+from batchlab.results.store import load
 from batchlab.spec import plan_study
-from batchlab.sweep.progress import LogReporter
-from batchlab.sweep.tasks import execute, plan_tasks
-from batchlab.training.loop import build, train_run
+from batchlab.sweep.tasks import plan_tasks
+from batchlab.training.loop import train_run
+from batchlab.training.prepare import build
 from batchlab.training.stacked import calibrate, train_trials, why_not
 
 STUDY = {"data": {"name": "blobs", "n_samples": 200, "centers": 3}, "model": {"name": "mlp", "hidden": [12]},
@@ -58,7 +58,7 @@ def test_what_cannot_stack_says_why():
     assert "SAM" in why_not(sam)
 
 
-def test_sweep_stacks_trials_in_fixed_groups_and_notes_fallbacks(tmp_path):
+def test_sweep_stacks_trials_in_fixed_groups_and_notes_fallbacks(tmp_path, run_quietly):
     doc = {**STUDY, "sweep": {"trials": 7, "model.norm": ["none", "batch"]}}
     plan = plan_study(doc)
     tasks, notes = plan_tasks(plan.runs, "on")
@@ -69,11 +69,7 @@ def test_sweep_stacks_trials_in_fixed_groups_and_notes_fallbacks(tmp_path):
 
     stacked, alone = tmp_path / "on", tmp_path / "off"
     for out, mode in ((stacked, "on"), (alone, "off")):
-        store = ResultsStore(out)
-        store.plan(plan.runs)
-        with LogReporter(len(plan.runs)) as reporter:
-            execute(plan.runs, store, jobs=1, reporter=reporter, vectorize=mode)
-        store.close()
+        run_quietly(doc, out, vectorize=mode)
     a, b = load(stacked).epochs.sort_values(["run_id", "epoch"]), load(alone).epochs.sort_values(["run_id", "epoch"])
     assert len(a) == len(b) == 14 * 5
     assert a["test_loss"].to_numpy() == pytest.approx(b["test_loss"].to_numpy(), rel=1e-5, abs=1e-6)

@@ -41,14 +41,14 @@ def constant(ctx: BatchContext) -> BatchSchedule:
 
 @batch_schedules.register("step-ascent")
 def step_ascent(ctx: BatchContext, *, growth: PositiveFloat = 2.0, every: PositiveInt = 20) -> BatchSchedule:
-    """Seed 003's step ascent B_k = int(B0·s_B^floor(k/N)), with s_B = `growth` and N = `every`."""
+    """Fayed & Maljković's step ascent B_k = int(B0·s_B^floor(k/N)), with s_B = `growth` and N = `every`."""
     return lambda t, lr_factor: (ctx.cap(ctx.batch_size * growth ** math.floor(t / every)), 1.0)
 
 
 @batch_schedules.register("switch")
 def switch(ctx: BatchContext, *, at_epoch: PositiveInt, batch_size: PositiveInt | None = None,
            lr_factor: PositiveFloat = 1.0) -> BatchSchedule:
-    """Seed 004's switch: from epoch `at_epoch` on, train with `batch_size` and/or the rate × `lr_factor`."""
+    """Shen's (2018) switch: from epoch `at_epoch` on, train with `batch_size` and/or the rate × `lr_factor`."""
     before, after = ctx.cap(ctx.batch_size), ctx.cap(batch_size or ctx.batch_size)
     return lambda t, lr_schedule: (after, lr_factor) if t >= at_epoch else (before, 1.0)
 

@@ -100,10 +100,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    commands = {"run": cmd_run, "ls": cmd_ls, "recipes": cmd_recipes, "export": cmd_export,
+                "noise-scale": cmd_measure, "grad-stats": cmd_measure, "memory": cmd_measure,
+                "analyze": cmd_analyze, "report": cmd_report}
     try:
-        commands = {"run": cmd_run, "ls": cmd_ls, "recipes": cmd_recipes, "export": cmd_export,
-                    "noise-scale": cmd_measure, "grad-stats": cmd_measure, "memory": cmd_measure,
-                    "analyze": cmd_analyze, "report": cmd_report}
         return commands[args.command](args)
     except SpecError as e:
         print(f"batchlab: error: {e}", file=sys.stderr)
@@ -113,97 +113,26 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from batchlab.spec import parse_override, plan_study, read_document
-
-    doc, _ = read_document(args.target)
-    sets = [parse_override(s) for s in args.set]
-    if args.data:
-        quick_data = (doc.get("quick") or {}).get("data", {}) if args.quick else {}
-        sets.insert(0, ("data", _image_folder(args.data, {**(doc.get("data") or {}), **quick_data})))
-    if args.ddp is not None:
-        if args.ddp < 1:
-            raise SpecError(f"--ddp must be at least 1, got {args.ddp}")
-        sets.append(("train.processes", args.ddp))
-    named = "device" in (doc.get("train") or {}) or any(key == "train.device" for key, _ in sets)
-    if args.device is not None or not named:  # --device wins; else the spec's or --set's choice; else auto
-        sets.append(("train.device", _device(args.device or "auto")))
-    from batchlab.training.parallel import world_from_environment
-
-    world = world_from_environment()  # started by torchrun: this process is one rank of every run
-    if world is not None:
-        sets.append(("train.processes", world.size))
-    plan = plan_study(doc, quick=args.quick, sets=sets)
-    _check_gpus(plan.runs)
-    out = Path(args.out or Path("runs") / (plan.study.name + ("-quick" if args.quick else "")))
-    if args.resume and not (out / "results.db").exists():
-        raise SpecError(f"--resume: nothing to resume in {str(out)!r}")
-    if args.jobs is not None and args.jobs < 1:
-        raise SpecError(f"--jobs must be at least 1, got {args.jobs}")
-    if args.address and args.executor != "ray":
-        raise SpecError("--address is for --executor ray")
-
-    from batchlab.results.store import load
-    from batchlab.results.summary import summarize
+    from batchlab.study import RunOptions, run_study
     from batchlab.sweep.progress import BarReporter, LogReporter
-    from batchlab.sweep.tasks import default_jobs, execute
 
-    if world is not None:
-        return _run_in_world(plan, out, world, args)
-    store = _planned_store(plan, out)
-    try:
-        gpu = plan.runs[0].config["train"]["device"] == "cuda"
-        jobs = args.jobs or (1 if gpu else default_jobs())  # one process keeps a GPU busy; stacking does the rest
-        quiet = args.quiet or not sys.stderr.isatty()
-        with (LogReporter if quiet else BarReporter)(len(plan.runs)) as reporter:
-            notes = execute(plan.runs, store, jobs, reporter, vectorize=args.vectorize, executor=args.executor,
-                            address=args.address)
-    finally:
-        store.close()
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
-    _analyze_after_sweep(out, plan.runs, jobs)
-    _measure_after_sweep(out, plan)
-    rows = summarize(load(out), config_ids=list(dict.fromkeys(r.config_id for r in plan.runs)))
-    _print_table(rows, f"{plan.study.name}: {out}")
-    if not args.no_report:
-        from batchlab.report import write_report
-
-        print(f"report: {write_report(out)}")
+    options = RunOptions(out=args.out, sets=args.set, quick=args.quick, resume=args.resume, jobs=args.jobs,
+                         data=args.data, ddp=args.ddp, device=args.device, executor=args.executor,
+                         address=args.address, vectorize=args.vectorize, report=not args.no_report)
+    quiet = args.quiet or not sys.stderr.isatty()
+    study = run_study(args.target, options, LogReporter if quiet else BarReporter, _say)
+    if study is None:  # a torchrun process other than rank 0
+        return 0
+    parallel = f" ({study.world.size} processes per run)" if study.world else ""
+    _print_table(study.rows, f"{study.plan.study.name}: {study.directory}{parallel}")
+    if study.report is not None:
+        print(f"report: {study.report}")
     return 0
-
-
-def _image_folder(path: str, data: dict[str, Any]) -> dict[str, Any]:
-    """``--data PATH``: the image-folder dataset at PATH, keeping the spec's split and normalization."""
-    if not Path(path).is_dir():
-        raise SpecError(f"--data: {path!r} is not a directory (expected one sub-folder of images per class)")
-    kept = {k: data[k] for k in ("subset", "val_fraction", "normalize", "seed") if k in data}
-    return {**kept, "name": "image-folder", "path": str(Path(path).resolve())}
-
-
-def _check_gpus(runs: list[Any]) -> None:
-    """Runs on cuda need a GPU torch can see, and a data-parallel one a GPU per process (NCCL
-    refuses two ranks on one GPU)."""
-    import torch
-
-    if any(r.config["train"]["device"] == "cuda" for r in runs) and not torch.cuda.is_available():
-        raise SpecError("train.device = cuda: torch sees no CUDA device here")
-    wanted = max((r.config["train"].get("processes", 1) for r in runs if r.config["train"]["device"] == "cuda"),
-                 default=0)
-    if wanted > 1 and wanted > torch.cuda.device_count():
-        raise SpecError(f"train.processes = {wanted} on cuda needs {wanted} GPUs; torch sees "
-                        f"{torch.cuda.device_count()} (use --device cpu for gloo processes)")
-
-
-def _device(requested: str) -> str:
-    """auto → cuda when torch sees a GPU, else cpu; cuda without one is an error."""
-    import torch
-
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise SpecError("--device cuda: torch sees no CUDA device here")
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return requested
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -212,88 +141,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     path = write_report(args.directory)
     print(f"wrote {path}, {path.parent / 'summary.md'} and {path.parent / 'figures'}/")
     return 0
-
-
-def _planned_store(plan: Any, out: Path) -> Any:
-    """Say the study's warnings once, then open its store with the study and its runs recorded."""
-    from batchlab.results.store import ResultsStore
-    from batchlab.sweep.preflight import preflight
-
-    for warning in preflight(plan.runs):
-        print(f"warning: {warning}", file=sys.stderr)
-    store = ResultsStore(out)
-    store.set_meta("study", plan.study.model_dump(exclude={"quick"}))
-    store.plan(plan.runs)
-    return store
-
-
-def _run_in_world(plan: Any, out: Path, world: Any, args: argparse.Namespace) -> int:
-    """``torchrun --nproc-per-node N -m batchlab run SPEC``: every rank trains every run on its shard
-    of each batch; rank 0 alone writes the store, prints and reports."""
-    import torch.distributed as dist
-
-    from batchlab.results.store import load
-    from batchlab.results.summary import summarize
-    from batchlab.sweep.progress import LogReporter
-    from batchlab.sweep.tasks import execute_in_world
-    from batchlab.training.parallel import backend
-
-    dist.init_process_group(backend(plan.runs[0].config["train"]["device"]))
-    try:
-        if world.rank != 0:
-            execute_in_world(plan.runs, None, None, world)
-            return 0
-        store = _planned_store(plan, out)
-        try:
-            with LogReporter(len(plan.runs)) as reporter:
-                execute_in_world(plan.runs, store, reporter, world)
-        finally:
-            store.close()
-    finally:
-        dist.destroy_process_group()
-    _analyze_after_sweep(out, plan.runs, 1)
-    _measure_after_sweep(out, plan)
-    _print_table(summarize(load(out)), f"{plan.study.name}: {out} ({world.size} processes per run)")
-    if not args.no_report:
-        from batchlab.report import write_report
-
-        print(f"report: {write_report(out)}")
-    return 0
-
-
-def _analyze_after_sweep(out: Path, runs: list[Any], jobs: int) -> None:
-    """The spec's analyses that the runs did not do themselves: pairwise ones, and per-run ones for
-    runs that had finished before the [analysis] section was added (taken from their checkpoints)."""
-    from batchlab.analysis import PAIRWISE
-    from batchlab.analysis.runner import analyze_directory
-
-    wanted: dict[str, dict[str, Any]] = {}
-    for run in runs:
-        wanted.update(run.config.get("analysis", {}))
-    run_ids = [r.run_id for r in runs]
-    for name, params in wanted.items():
-        if name in PAIRWISE:
-            from batchlab.analysis.runner import default_pairs
-            from batchlab.results.store import ResultsStore
-
-            store = ResultsStore(out)
-            try:
-                pairs = default_pairs([r for r in store.run_rows() if r["run_id"] in run_ids])
-            finally:
-                store.close()
-            if pairs:
-                analyze_directory(out, name, params, pairs=pairs, jobs=jobs, skip_done=True)
-        else:
-            analyze_directory(out, name, params, run_ids=run_ids, jobs=jobs, skip_done=True)
-
-
-def _measure_after_sweep(out: Path, plan: Any) -> None:
-    """The spec's [measure] section, on its first configuration (seed 0), as `batchlab grad-stats` does."""
-    if plan.study.measure:
-        from batchlab.gradients.measurement import measure_study
-
-        for name in measure_study(out, plan.study.measure, plan.runs[0]):
-            print(f"measured {name} on configuration {plan.runs[0].config_id}", file=sys.stderr)
 
 
 def _print_table(rows: list[dict[str, Any]], title: str) -> None:
@@ -317,14 +164,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
-    import tomllib
-    from importlib import resources
-
-    from batchlab.spec import recipe_names
+    from batchlab.spec import read_document, recipe_names
 
     for name in recipe_names():
-        doc = tomllib.loads((resources.files("batchlab.spec.recipes") / f"{name}.toml").read_text())
-        print(f"{name:24s} {doc.get('description', '').strip().splitlines()[0] if doc.get('description') else ''}")
+        description = read_document(name)[0].get("description", "").strip()
+        print(f"{name:24s} {description.splitlines()[0] if description else ''}")
     return 0
 
 
@@ -340,19 +184,10 @@ def _sizes(text: str) -> list[int]:
 
 def cmd_measure(args: argparse.Namespace) -> int:
     """noise-scale, grad-stats and memory: measure one configuration, print, store."""
-    from batchlab.spec import parse_override, plan_study, read_document
+    from batchlab.study import measure_configuration
 
-    doc, _ = read_document(args.target)
-    plan = plan_study(doc, sets=[parse_override(s) for s in args.set])
-    run = plan.runs[0]
-    config = {**run.config, "seed": args.seed}
     if getattr(args, "batches", 2) < 2:
         raise SpecError(f"--batches must be at least 2, got {args.batches}")
-
-    from batchlab.gradients import measurements
-    from batchlab.sweep.preflight import preflight
-
-    preflight([run])
     if args.command == "noise-scale":
         params = {"after_epochs": args.after_epochs, "small": args.small, "big": args.big, "batches": args.batches}
     elif args.command == "grad-stats":
@@ -360,27 +195,12 @@ def cmd_measure(args: argparse.Namespace) -> int:
                   "batches": args.batches, "diversity_batches": args.diversity_batches}
     else:
         params = {"batch_sizes": _sizes(args.batch_sizes)}
-    try:
-        resolved = measurements.resolve({"name": args.command, **params})
-    except ValueError as e:
-        raise SpecError(f"{args.command}: {e}") from None
-    labelled = measurements.build(resolved, config)
-    rows = [row for _, row in labelled]
-
-    from batchlab.results.store import ResultsStore
-
-    out = Path(args.out or Path("runs") / plan.study.name)
-    store = ResultsStore(out)
-    try:
-        for label, row in labelled:
-            store.add_measurement(args.command, run.config_id, args.seed, label, row)
-    finally:
-        store.close()
+    done = measure_configuration(args.target, args.command, params, args.seed, args.set, args.out)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(done.rows, indent=2))
     else:
-        _print_rows(rows, f"{args.command}: {plan.study.name}, configuration {run.config_id}, seed {args.seed}"
-                          f" (stored in {out})")
+        _print_rows(done.rows, f"{args.command}: {done.plan.study.name}, configuration {done.run.config_id}, "
+                               f"seed {args.seed} (stored in {done.directory})")
     return 0
 
 
@@ -406,7 +226,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         importlib.import_module(module)
     from batchlab.analysis import DETAILS, HEADLINES, PAIRWISE, analyses
     from batchlab.analysis.runner import analyze_directory
-    from batchlab.sweep.tasks import default_jobs
+    from batchlab.sweep.workers import default_jobs
 
     directory = Path(args.directory)
     if not (directory / "results.db").exists():

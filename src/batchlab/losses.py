@@ -35,7 +35,7 @@ class CrossEntropy(Loss):
 
 
 class BinaryCrossEntropy(Loss):
-    """One logit per example (seed 002's sigmoid output); only for two classes."""
+    """One logit per example (Chang & Pathak's (2020) sigmoid output); only for two classes."""
 
     def num_outputs(self, num_classes: int) -> int:
         if num_classes != 2:

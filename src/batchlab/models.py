@@ -8,7 +8,7 @@ normalization; ``ghost`` is batch norm over virtual batches of ``model.ghost_bat
 Speed note: where a ReLU meets a max-pool, the pool comes first. ReLU is monotone, so
 ``relu(maxpool(x)) == maxpool(relu(x))`` exactly, and the gradients are the same too (both pass the
 gradient to the window's largest element when it is positive, and none otherwise); but the ReLU
-and its backward then touch a quarter of the values. On one CPU core this makes the seed-000 CNN's
+and its backward then touch a quarter of the values. On one CPU core this makes the pair CNN's
 step about 10 % faster and its evaluation 15 %.
 """
 
@@ -94,7 +94,7 @@ def _dense_head(in_features: int, hidden: Sequence[int], num_outputs: int, norm:
 @models.register("pair-cnn")
 def pair_cnn(input_shape: tuple[int, ...], num_outputs: int, *, channels: tuple[int, int] = (16, 20),
              hidden: tuple[int, ...] = (128, 64), norm: Norm = "none") -> nn.Module:
-    """Seed 000's network: conv 16 → ReLU → 2×2 max-pool → conv 20 → ReLU → three linear layers
+    """Chaffard's network: conv 16 → ReLU → 2×2 max-pool → conv 20 → ReLU → three linear layers
     (pool before ReLU: the same function, see the speed note)."""
     c, _, _ = _image_shape(input_shape, "pair-cnn")
     features = nn.Sequential(
@@ -114,7 +114,7 @@ def mlp(input_shape: tuple[int, ...], num_outputs: int, *, hidden: tuple[int, ..
 @models.register("vgg-small")
 def vgg_small(input_shape: tuple[int, ...], num_outputs: int, *, channels: tuple[int, ...] = (32, 64, 128),
               hidden: tuple[int, ...] = (256, 64), norm: Norm = "none") -> nn.Module:
-    """Seed 002's model: (conv 3×3 → ReLU → max-pool) blocks, two dense layers, then the output
+    """Chang & Pathak's (2020) model: (conv 3×3 → ReLU → max-pool) blocks, two dense layers, then the output
     (pool before ReLU: the same function, see the speed note)."""
     c, _, _ = _image_shape(input_shape, "vgg-small")
     layers: list[nn.Module] = []
@@ -128,7 +128,7 @@ def vgg_small(input_shape: tuple[int, ...], num_outputs: int, *, channels: tuple
 @models.register("alexnet-small")
 def alexnet_small(input_shape: tuple[int, ...], num_outputs: int, *, width: float = 1.0, hidden: int = 256,
                   dropout: float = 0.5, norm: Norm = "none") -> nn.Module:
-    """Seed 003's AlexNet shape for small images: five convolutions, three pools, three dense layers."""
+    """Fayed & Maljković's AlexNet shape for small images: five convolutions, three pools, three dense layers."""
     c, _, _ = _image_shape(input_shape, "alexnet-small")
     w = [max(1, int(round(k * width))) for k in (32, 64, 96, 96, 64)]
 

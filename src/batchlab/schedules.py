@@ -3,7 +3,7 @@
 Factors rather than absolute rates, so a schedule composes with learning-rate scaling, warm-up and
 batch-size schedules (see ``timetable.py``). ``t`` is an epoch index when the rate changes per epoch
 and a fractional epoch (``epoch + step / steps``) when it changes per step, so one formula serves both.
-Seed 000's pyramid is ``piecewise`` with factors [1, 5, 5, 10, 10, 5, 5, 1] every 10 epochs; seed 003's
+Chaffard's pyramid is ``piecewise`` with factors [1, 5, 5, 10, 10, 5, 5, 1] every 10 epochs; Fayed & Maljković's
 decays are ``step``, ``exponential`` and ``time-based``, written exactly as in its text.
 """
 
@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
+from batchlab.metrics import SplitMetric, badness
 from batchlab.registry import Registry
 
 schedules = Registry("schedule")
@@ -113,7 +114,7 @@ class Plateau:
 
     def observe(self, metrics: dict[str, float]) -> None:
         value = metrics[self.metric]
-        score = value if self.metric.endswith("loss") else -value  # lower is better
+        score = badness(self.metric, value)
         if self.best == math.inf or score < self.best - abs(self.best) * self.threshold:
             self.best, self.waited = score, 0
         else:
@@ -128,7 +129,7 @@ class Plateau:
 
 @schedules.register("plateau")
 def plateau(ctx: ScheduleContext, *,
-            metric: Literal["train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"] = "val_loss",
+            metric: SplitMetric = "val_loss",
             factor: Annotated[float, Field(gt=0, lt=1)] = 0.1, patience: PositiveInt = 10,
             threshold: NonNegativeFloat = 1e-4,
             cooldown: NonNegativeInt = 0, min_factor: Fraction = 0.0) -> Plateau:

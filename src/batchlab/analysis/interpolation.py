@@ -1,4 +1,4 @@
-"""Linear interpolation between two minimizers (Goodfellow et al.; Keskar et al.; seed 002 Fig. 18).
+"""Linear interpolation between two minimizers (Goodfellow et al.; Keskar et al.; Chang & Pathak 2020, Fig. 18).
 
 θ(α) = α·θ_b + (1 − α)·θ_a for α from −1 to 2: α = 0 is minimizer a, α = 1 is b, and the ends
 look past each. A flat minimizer keeps its loss low over a wider range of α than a sharp one.

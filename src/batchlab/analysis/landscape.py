@@ -1,5 +1,5 @@
 """Loss landscapes along random directions (Li et al. 2018, "Visualizing the loss landscape of
-neural nets"; seed 002 Fig. 22).
+neural nets"; Chang & Pathak 2020, Fig. 22).
 
 f(a, b) = loss(θ + a·d₁ + b·d₂) on a grid, with d₁, d₂ Gaussian and *filter-normalized*: every filter
 of a direction (a row of a weight matrix, an output channel of a convolution) is rescaled to the
@@ -10,7 +10,7 @@ each is scaled to its own norm as a whole).
 Speed: the grid is evaluated either one point per forward pass, or ``points_per_pass`` points at
 once with ``torch.func.vmap`` over stacked weights. vmap pays off on a GPU; on a small CPU it
 multiplies the activations that must stream through the cache and runs about 3× slower per point
-(measured on the seed-000 CNN: 27 ms vs 9.5 ms), so ``auto`` picks one point per pass on a CPU.
+(measured on the pair CNN: 27 ms vs 9.5 ms), so ``auto`` picks one point per pass on a CPU.
 Finished rows are saved to a partial file as they complete, so an interrupted grid resumes.
 """
 

@@ -10,14 +10,13 @@ so the same analysis with other parameters is kept beside, not over, the first.
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import traceback
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from batchlab.analysis import PAIRWISE, Minimum, analyses
+from batchlab.sweep.workers import plugins_of, run_in_workers
 
 
 def label_of(name: str, params: dict[str, Any], epoch: int) -> str:
@@ -32,7 +31,7 @@ def minimum_from_model(run_id: str, config_id: str, config: dict[str, Any], epoc
     """A Minimum around a model already in memory (the end of a training run), with its data on the
     model's device."""
     from batchlab.data import load_data
-    from batchlab.training.loop import build, place
+    from batchlab.training.prepare import build, place
 
     data = load_data(config["data"])
     _, loss = build(config, data)
@@ -46,7 +45,7 @@ def minimum_from_checkpoint(directory: Path, run: dict[str, Any], checkpoints: d
     from batchlab.data import load_data
     from batchlab.errors import SpecError
     from batchlab.training.checkpoints import load_checkpoint
-    from batchlab.training.loop import analysis_device, build
+    from batchlab.training.prepare import analysis_device, build
 
     if not checkpoints:
         raise SpecError(f"run {run['run_id']} has no checkpoints in {str(directory)!r}")
@@ -92,23 +91,27 @@ def _label(name: str, params: dict[str, Any], run_ids: Sequence[str], epoch: int
     return f"{run_ids[0]} -> {run_ids[1]}; {label}" if len(run_ids) == 2 else label
 
 
+Row = tuple[str, str, int, str, dict[str, Any]]  # (kind, config_id, seed, label, data), as the store keeps it
+
+
 def _task(directory: str, name: str, params: dict[str, Any], runs: list[dict[str, Any]],
-          checkpoints: list[dict[int, str]], epoch: int | None) -> tuple[str, str, int, str, dict[str, Any]]:
-    """One analysis of one run (or pair), loaded from checkpoints: (kind, config_id, seed, label, data)."""
-    minima = [minimum_from_checkpoint(Path(directory), run, cps, epoch) for run, cps in zip(runs, checkpoints, strict=True)]
+          checkpoints: list[dict[int, str]], epoch: int | None) -> Row:
+    """One analysis of one run (or pair), loaded from checkpoints; a checkpoint that cannot be loaded
+    is a failed analysis, stored like any other result."""
+    config_id, seed = "~".join(r["config_id"] for r in runs), runs[0]["seed"]
+    try:
+        minima = [minimum_from_checkpoint(Path(directory), run, cps, epoch)
+                  for run, cps in zip(runs, checkpoints, strict=True)]
+    except Exception as e:  # noqa: BLE001 - recorded with the results
+        chosen = epoch if epoch is not None else max(checkpoints[0], default=0)
+        label = _label(name, params, [r["run_id"] for r in runs], chosen)
+        return name, config_id, seed, label, {"status": "failed", "error": f"{type(e).__name__}: {e}"}
     _, data = analyze_minimum(name, params, *minima)
-    label = _label(name, params, [m.run_id for m in minima], minima[0].epoch)
-    return name, "~".join(m.config_id for m in minima), minima[0].seed, label, data
+    return name, config_id, seed, _label(name, params, [m.run_id for m in minima], minima[0].epoch), data
 
 
-def _init_worker(plugins: list[str]) -> None:
-    import importlib
-
-    import torch
-
-    torch.set_num_threads(1)
-    for module in plugins:
-        importlib.import_module(module)
+def _task_in_worker(job: tuple[Any, ...], send: Callable[[Row], None]) -> None:
+    send(_task(*job))
 
 
 def analyze_directory(directory: Path, name: str, params: dict[str, Any], run_ids: list[str] | None = None,
@@ -153,12 +156,18 @@ def analyze_directory(directory: Path, name: str, params: dict[str, Any], run_id
     store = ResultsStore(directory)
     try:
         if jobs > 1 and len(tasks) > 1:
-            plugins = sorted({p for t in tasks for r in t[3] for p in r["config"].get("plugins", [])})
-            with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=mp.get_context("spawn"),
-                                     initializer=_init_worker, initargs=(plugins,)) as pool:
-                for future in as_completed([pool.submit(_task, *t) for t in tasks]):
-                    rows.append(future.result())
-                    store.add_measurement(*rows[-1])  # each result as it comes: an interruption keeps the rest
+            def keep(row: Row) -> None:  # each result as it comes: an interruption keeps the rest
+                rows.append(row)
+                store.add_measurement(*row)
+
+            def lost(job: tuple[Any, ...], why: str) -> None:
+                runs = job[3]
+                keep((name, "~".join(r["config_id"] for r in runs), runs[0]["seed"],
+                      _label(name, params, [r["run_id"] for r in runs], epoch or max(job[4][0], default=0)),
+                      {"status": "failed", "error": why}))
+
+            plugins = plugins_of(r["config"] for t in tasks for r in t[3])
+            run_in_workers(_task_in_worker, tasks, jobs, plugins, keep, lost)
         else:
             for t in tasks:
                 rows.append(_task(*t))

@@ -1,4 +1,4 @@
-"""ε-sharpness (Keskar et al. 2017, "On large-batch training for deep learning"), seed 002 Figs. 21, 26.
+"""ε-sharpness (Keskar et al. 2017, "On large-batch training for deep learning"), Chang & Pathak 2020, Figs. 21, 26.
 
 Around a minimizer x, with a matrix A (n×p; the identity for the full space), the box
 

@@ -14,7 +14,7 @@ from batchlab.losses import Loss
 
 class Distance(Probe):
     """Euclidean distance of the weights from their initial values (total, per layer, weights and
-    biases apart) and the distance covered within each epoch (Chang & Pathak 2024, Figs. 10-12, 27)."""
+    biases apart) and the distance covered within each epoch (Chang & Pathak 2020, Figs. 10-12, 27)."""
 
     def __init__(self, per_layer: bool) -> None:
         self.per_layer = per_layer

@@ -1,8 +1,7 @@
-"""Gradient statistics: batch-gradient norms, gradient diversity, and the gradient noise scale.
+"""The mathematics every gradient statistic shares: batch and per-example gradients, random
+batches, and the two-batch estimates of ‖G‖² and tr(Σ).
 
-The noise scale (McCandlish et al. 2018, "An empirical model of large-batch training") is
-B_simple = tr(Σ)/‖G‖², where G is the full-data gradient and Σ the per-example gradient covariance;
-it predicts the critical batch size beyond which larger batches stop buying fewer steps. With the
+G is the full-data gradient and Σ the per-example gradient covariance. With the
 squared norms of batch gradients at two sizes b < B (E‖G_b‖² = ‖G‖² + tr(Σ)/b), the unbiased
 estimates are
 

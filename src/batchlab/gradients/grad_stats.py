@@ -29,7 +29,7 @@ def gradient_norms(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tenso
     out: dict[str, Any] = {"batch_size": batch_size, "batches": batches, "grad_norm_mean": float(norms.mean()),
                            "grad_norm_std": float(norms.std(ddof=1)) if batches > 1 else None,
                            "grad_sq_mean": float((norms**2).mean()),
-                           # seed 004's number: the norm of the *summed* gradient, B times the mean's
+                           # Shen's (2018) number: the norm of the *summed* gradient, B times the mean's
                            "sum_norm_mean": float(batch_size * norms.mean())}
     if diversity_batches:
         ratios = []
@@ -64,6 +64,6 @@ def grad_stats_at(config: dict[str, Any], after_epochs: int, batch_sizes: list[i
 def grad_stats_rows(config: dict[str, Any], *, batch_sizes: list[PositiveInt] = [1, 10, 100, 1000],  # noqa: B006
                     batches: Annotated[int, Field(ge=2)] = 1000, diversity_batches: NonNegativeInt = 20,
                     after_epochs: list[NonNegativeInt] = [0]) -> Rows:  # noqa: B006
-    """Norm of the batch gradient vs batch size over random batches, and gradient diversity (seed 004)."""
+    """Norm of the batch gradient vs batch size over random batches, and gradient diversity (Shen 2018)."""
     return [(f"batch {row['batch_size']} after {row['after_epochs']} epochs", row)
             for n in after_epochs for row in grad_stats_at(config, n, batch_sizes, batches, diversity_batches)]

@@ -24,7 +24,8 @@ Rows = list[tuple[str, dict[str, Any]]]  # (label, row): the label keys the row 
 
 def model_at(config: dict[str, Any], after_epochs: int) -> tuple[nn.Module, Loss, DataSplits]:
     """The configuration's model at initialization (0) or after ``after_epochs`` epochs of its training."""
-    from batchlab.training.loop import build, place, run_device, train_run
+    from batchlab.training.loop import train_run
+    from batchlab.training.prepare import build, place, run_device
 
     data = load_data(config["data"])
     device = run_device(config["train"])
@@ -39,25 +40,3 @@ def model_at(config: dict[str, Any], after_epochs: int) -> tuple[nn.Module, Loss
         raise RuntimeError(f"the {after_epochs}-epoch training prefix ended as {result.status}")
     _, loss = build(config, data)
     return result.model, loss, place(result.model, data, device)
-def measure_study(directory: Any, wanted: dict[str, dict[str, Any]], run: Any, seed: int = 0) -> list[str]:
-    """A study's ``[measure]`` section, taken on its first configuration after the sweep.
-
-    A measurement already stored for that configuration and seed is not taken again, so a resumed
-    or re-run study adds only what is missing. Returns the names taken now.
-    """
-    from batchlab.results.store import ResultsStore
-
-    store = ResultsStore(directory)
-    try:
-        done = {kind for kind, config_id, s, *_ in store.measurement_rows() if config_id == run.config_id and s == seed}
-        taken = []
-        for name, params in wanted.items():
-            if name in done:
-                continue
-            rows = measurements.build({"name": name, **params}, {**run.config, "seed": seed})
-            for label, row in rows:
-                store.add_measurement(name, run.config_id, seed, label, row)
-            taken.append(name)
-        return taken
-    finally:
-        store.close()

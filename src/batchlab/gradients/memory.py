@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import resource
+import signal
 from typing import Any
 
 import torch
@@ -33,10 +34,11 @@ def _rss_mb(field: str) -> float:
 
 def _step_memory_child(config: dict[str, Any], batch_size: int, results: Any) -> None:
     from batchlab.optim import optimizers
-    from batchlab.training.loop import build, place, run_device
+    from batchlab.training.prepare import build, place, run_device, setup_worker
     from batchlab.training.steps import make_step
 
-    torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops it on Ctrl-C
+    setup_worker(config.get("plugins", []))
     data = load_data(config["data"])
     model, loss = build(config, data)
     device = run_device(config["train"])
@@ -84,7 +86,12 @@ def step_memory(config: dict[str, Any], batch_sizes: list[int]) -> list[dict[str
         results = context.Queue()
         child = context.Process(target=_step_memory_child, args=(config, size, results))
         child.start()
-        child.join()
+        try:
+            child.join()
+        finally:
+            if child.is_alive():
+                child.terminate()
+                child.join(timeout=5)
         if child.exitcode != 0:
             raise RuntimeError(f"the memory probe for batch size {size} exited with code {child.exitcode}")
         rows.append(results.get(timeout=5))

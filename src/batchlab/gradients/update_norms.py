@@ -12,7 +12,7 @@ from batchlab.losses import Loss
 
 
 class UpdateNorms(Probe):
-    """The norm ‖Δθ‖ of every update, summarized per epoch (Chang & Pathak 2024, Fig. 13); ``record`` keeps them all."""
+    """The norm ‖Δθ‖ of every update, summarized per epoch (Chang & Pathak 2020, Fig. 13); ``record`` keeps them all."""
 
     per_step = True
     QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)

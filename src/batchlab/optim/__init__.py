@@ -1,8 +1,8 @@
-"""Optimizers by name. Defaults reproduce seed 000 (SGD with momentum 0.9).
+"""Optimizers by name. Defaults reproduce Chaffard's set-up (SGD with momentum 0.9).
 
 SGD, Adam and AdamW use PyTorch's fused kernels (``fused=True``): one pass over each tensor for the
 whole update instead of one kernel per arithmetic operation. The same update rule to float
-rounding; on one CPU core the seed-000 CNN's SGD step takes 97 µs instead of 267 µs (foreach),
+rounding; on one CPU core the pair CNN's SGD step takes 97 µs instead of 267 µs (foreach),
 about a tenth of a batch-20 training step.
 
 SAM and ASAM are not here: they change how the gradient is formed, not the update, so they wrap

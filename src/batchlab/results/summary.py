@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from batchlab.metrics import SPLIT_METRICS, target_sign
 from batchlab.results.store import Results
 
-SPLIT_METRICS = ["train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"]
 RUN_KEYS = {"run_id", "config_id", "seed", "status", "stop_reason", "error"}
 
 
@@ -106,7 +106,7 @@ def render_table(rows: list[dict[str, Any]], title: str = "") -> Any:
     targets = {json.dumps(r["target"]) for r in rows if "target" in r}
     if targets:
         t = rows[0].get("target") or json.loads(next(iter(targets)))
-        sign = "≤" if t["metric"].endswith("loss") else "≥"
+        sign = target_sign(t["metric"])
         table.add_column(f"epoch to {t['metric']} {sign} {t['value']}", justify="right")
     for r in rows:
         cells = [_fmt_field(r[f]) for f in fields]

@@ -1,6 +1,6 @@
 """What a study is: the spec's sections as pydantic models, with every field's default and range.
 
-Every field has a default that reproduces Chaffard's (2016) set-up (MNIST digit pairs, the paper's
+Every field has a default that reproduces Chaffard's set-up (MNIST digit pairs, the paper's
 CNN, SGD), so a three-line spec is a study. A field that names a component (``optimizer``,
 ``schedule``, ...) is checked against that component's registered parameters.
 """
@@ -21,10 +21,9 @@ from pydantic import (
     model_validator,
 )
 
+from batchlab.metrics import SplitMetric
 from batchlab.registry import lookup
 from batchlab.results.claims import Claim
-
-Metric = Literal["train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"]
 
 
 def _component(kind: str, default: str) -> Any:
@@ -103,13 +102,13 @@ class ModelSpec(_Parameterised):
 
 
 class EarlyStop(_Section):
-    metric: Metric = "val_loss"
+    metric: SplitMetric = "val_loss"
     patience: PositiveInt = 10
     unit: Literal["epochs", "steps"] = "epochs"
 
 
 class Target(_Section):
-    metric: Metric = "test_acc"
+    metric: SplitMetric = "test_acc"
     value: float
     stop: bool = False
 

@@ -12,7 +12,7 @@ from batchlab.spec import RunSpec
 def preflight(runs: list[RunSpec]) -> list[str]:
     """Raise SpecError for a study that cannot run; return its warnings, each once."""
     from batchlab.data import load_data
-    from batchlab.training.loop import build
+    from batchlab.training.prepare import build
     from batchlab.training.steps import accumulation_warning
 
     warnings: list[str] = []

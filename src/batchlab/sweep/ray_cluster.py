@@ -7,51 +7,36 @@ task that is lost or fails leaves its runs unfinished or failed, and the next ``
 redoes them.
 
 A cluster's workers need not share the driver's disk, so checkpoints travel back inside the
-events as safetensors bytes and the driver writes the files.
+events as safetensors bytes (``CheckpointMade``) and the store's writer writes the files.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from batchlab.spec import RunSpec
-
-Event = tuple[Any, ...]
+from batchlab.sweep.events import CheckpointMade, Emit, Ended, Event, Started
+from batchlab.sweep.tasks import run_group
+from batchlab.sweep.workers import plugins_of
+from batchlab.training.checkpoints import checkpoint_bytes
+from batchlab.training.prepare import setup_worker
 
 
 def _remote_task(task: list[RunSpec], plugins: list[str]) -> list[Event]:
     """Runs on a Ray worker: train the task's runs and return every event they produced."""
-    import importlib
-
-    import torch
-    from safetensors.torch import save
-
-    from batchlab.sweep import tasks as sweep
-
-    torch.set_num_threads(1)
-    for module in plugins:
-        importlib.import_module(module)
+    setup_worker(plugins)
     events: list[Event] = []
 
-    def emit(event: Event) -> None:
-        events.append(event)
-
     def checkpoint(run_id: str, epoch: int, model: Any) -> None:
-        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-        events.append(("checkpoint-bytes", run_id, epoch, save(state)))
+        events.append(CheckpointMade(run_id, epoch, checkpoint_bytes(model)))
 
-    sweep.run_group(task, emit, directory=None, checkpoint=checkpoint)
+    run_group(task, events.append, directory=None, checkpoint=checkpoint)
     return events
 
 
-def execute_on_ray(tasks: list[list[RunSpec]], handle: Callable[[Event], None], directory: str,
-                   address: str | None = None) -> None:
-    """Send every task to Ray; hand each returned event to ``handle`` as the task completes."""
-    from batchlab.training.checkpoints import checkpoint_path
-
+def execute_on_ray(tasks: list[list[RunSpec]], emit: Emit, address: str | None = None) -> None:
+    """Send every task to Ray; hand each returned event to ``emit`` (the store's writer) as the task completes."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         import ray
@@ -63,7 +48,7 @@ def execute_on_ray(tasks: list[list[RunSpec]], handle: Callable[[Event], None], 
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
-        plugins = sorted({p for task in tasks for r in task for p in r.config.get("plugins", [])})
+        plugins = plugins_of(r.config for task in tasks for r in task)
         remote = ray.remote(num_cpus=1, max_retries=0)(_remote_task)
         pending = {remote.remote(task, plugins): task for task in tasks}
         while pending:
@@ -73,20 +58,11 @@ def execute_on_ray(tasks: list[list[RunSpec]], handle: Callable[[Event], None], 
                 events = ray.get(ready)
             except Exception as e:  # noqa: BLE001 - a lost worker or task: its runs failed, the rest go on
                 for run in task:
-                    handle(("start", run.run_id))
-                    handle(("end", run.run_id, "failed", "error", {}, f"Ray task failed: {type(e).__name__}: {e}"))
+                    emit(Started(run.run_id))
+                    emit(Ended(run.run_id, "failed", "error", {}, f"Ray task failed: {type(e).__name__}: {e}"))
                 continue
             for event in events:
-                if event[0] == "checkpoint-bytes":
-                    _, run_id, epoch, data = event
-                    path = checkpoint_path(directory, run_id, epoch)
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_name(f".{path.name}.tmp")
-                    tmp.write_bytes(data)
-                    tmp.replace(path)
-                    handle(("checkpoint", run_id, epoch, str(path.relative_to(Path(directory)))))
-                else:
-                    handle(event)
+                emit(event)
     finally:
         if started_here:
             ray.shutdown()

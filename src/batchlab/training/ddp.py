@@ -7,14 +7,15 @@ process passes them on to the sweep's writer.
 
 from __future__ import annotations
 
+import queue as queue_module
 import socket
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from batchlab.training.parallel import World, backend
+from batchlab.training.prepare import setup_worker
 
 
 def _free_port() -> int:
@@ -23,73 +24,106 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _process(rank: int, size: int, port: int, config: dict[str, Any], events: Any, checkpoint_dir: str | None,
+@dataclass(frozen=True)
+class _Epoch:
+    epoch: int
+    metrics: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Checkpoint:
+    epoch: int
+    path: str  # relative to the results directory
+
+
+@dataclass(frozen=True)
+class _Result:
+    status: str
+    stop_reason: str
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Failure:
+    rank: int
+    error: str
+
+
+def _process(rank: int, size: int, port: int, config: dict[str, Any], messages: Any, directory: str | None,
              run_id: str) -> None:
-    """One of the N processes: join the group, train, and (rank 0) send the run's events home."""
+    """One of the N processes: join the group, train, and (rank 0) send the run's records home."""
     import torch.distributed as dist
 
+    from batchlab.training.checkpoints import checkpoint_bytes, write_checkpoint
     from batchlab.training.loop import train_run
 
-    torch.set_num_threads(1)
+    setup_worker(config.get("plugins", []))
     dist.init_process_group(backend(config["train"].get("device", "cpu")), init_method=f"tcp://127.0.0.1:{port}",
                             rank=rank, world_size=size)
     try:
         lead = rank == 0
-        checkpoint = None
-        if lead and checkpoint_dir is not None:
-            from batchlab.training.checkpoints import checkpoint_path, save_checkpoint
 
-            def checkpoint(epoch: int, model: Any) -> None:
-                path = checkpoint_path(checkpoint_dir, run_id, epoch)
-                save_checkpoint(model, path)
-                events.put(("checkpoint", run_id, epoch, str(path.relative_to(checkpoint_dir))))
+        def checkpoint(epoch: int, model: Any) -> None:
+            messages.put(_Checkpoint(epoch, write_checkpoint(directory, run_id, epoch, checkpoint_bytes(model))))
 
-        result = train_run(config, (lambda e, m: events.put(("epoch", run_id, e, m))) if lead else (lambda e, m: None),
-                           on_checkpoint=checkpoint, world=World(rank, size))
+        result = train_run(config, (lambda e, m: messages.put(_Epoch(e, m))) if lead else (lambda e, m: None),
+                           on_checkpoint=checkpoint if lead and directory is not None else None,
+                           world=World(rank, size))
         if lead:
-            events.put(("result", result.status, result.stop_reason, result.summary))
+            messages.put(_Result(result.status, result.stop_reason, result.summary))
     except Exception as e:  # noqa: BLE001 - reported as the run's failure
-        events.put(("error", rank, f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+        messages.put(_Failure(rank, f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
     finally:
         dist.destroy_process_group()
 
 
-def train_distributed(config: dict[str, Any], run_id: str, emit: Callable[[tuple[Any, ...]], None],
-                      directory: str | None) -> tuple[str, str, dict[str, Any]]:
+def train_distributed(config: dict[str, Any], run_id: str, on_epoch: Callable[[int, dict[str, Any]], None],
+                      on_checkpoint: Callable[[int, str], None], directory: str | None
+                      ) -> tuple[str, str, dict[str, Any]]:
     """Train one run on ``train.processes`` local processes; returns (status, stop reason, summary).
 
-    The model is not returned: rank 0's final checkpoint holds it.
+    Rank 0's records reach ``on_epoch(epoch, metrics)`` and its checkpoints, written into
+    ``directory``, ``on_checkpoint(epoch, relative path)``. The model is not returned: rank 0's final
+    checkpoint holds it.
     """
     import multiprocessing as mp
 
     size = config["train"]["processes"]
     context = mp.get_context("spawn")
-    events = context.Queue()
+    messages = context.Queue()
     port = _free_port()
-    procs = [context.Process(target=_process, args=(rank, size, port, config, events, directory, run_id))
+    procs = [context.Process(target=_process, args=(rank, size, port, config, messages, directory, run_id))
              for rank in range(size)]
     for p in procs:
         p.start()
-    outcome: tuple[str, str, dict[str, Any]] | None = None
+    outcome: _Result | None = None
     errors: list[str] = []
-    while outcome is None and not errors:
-        try:
-            event = events.get(timeout=1.0)
-        except Exception:  # noqa: BLE001 - queue.Empty: check that the processes still live
-            if all(not p.is_alive() for p in procs):
-                errors.append("the data-parallel processes exited without a result")
-            continue
-        if event[0] == "result":
-            outcome = (event[1], event[2], event[3])
-        elif event[0] == "error":
-            errors.append(f"rank {event[1]}: {event[2]}")
-        else:
-            emit(event)
-    for p in procs:
-        p.join(timeout=30)
-        if p.is_alive():
-            p.terminate()
+    try:
+        while outcome is None and not errors:
+            try:
+                message = messages.get(timeout=1.0)
+            except queue_module.Empty:  # check that the processes still live
+                if all(not p.is_alive() for p in procs):
+                    errors.append("the data-parallel processes exited without a result")
+                continue
+            match message:
+                case _Result():
+                    outcome = message
+                case _Failure(rank, error):
+                    errors.append(f"rank {rank}: {error}")
+                case _Epoch(epoch, metrics):
+                    on_epoch(epoch, metrics)
+                case _Checkpoint(epoch, path):
+                    on_checkpoint(epoch, path)
+                case _:
+                    raise TypeError(f"unknown message from a data-parallel process: {message!r}")
+    finally:
+        for p in procs:
+            p.join(timeout=30 if outcome is not None or errors else 0)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=5)
     if errors:
         raise RuntimeError(errors[0])
     assert outcome is not None
-    return outcome
+    return outcome.status, outcome.stop_reason, outcome.summary

@@ -1,7 +1,7 @@
 """CUDA graphs: record a training step's forward and backward once, then replay them every step.
 
 Why: the models of a batch-size study are small, so on a GPU a step is launch-bound. Measured on an
-H100 (seed-000 CNN, batch 20): one step costs about 2 ms of Python and kernel launches for about
+H100 (Chaffard's pair CNN, batch 20): one step costs about 2 ms of Python and kernel launches for about
 0.1 ms of GPU work, and five stacked trials 5.5 ms. A replayed graph launches all of a step's
 kernels at once (``torch.cuda.make_graphed_callables``).
 

@@ -3,7 +3,7 @@
 With ``train.processes = N`` (or ``batchlab run --ddp N``, or the CLI started by ``torchrun
 --nproc-per-node N``), N processes hold the same model, draw the same shuffled batches, and each
 computes the gradient of its shard of every batch; DDP averages the gradients (gloo on a CPU,
-NCCL on GPUs), so every process makes the same update, as seed 002 did on several GPUs.
+NCCL on GPUs), so every process makes the same update, as Chang & Pathak (2020) did on several GPUs.
 
 Exactness: DDP averages the N shard gradients with equal weight, which is the batch gradient only
 when the shards are equal. Each process therefore scales its shard's mean loss by

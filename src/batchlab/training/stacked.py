@@ -33,7 +33,9 @@ from batchlab.data import DataSplits, load_data
 from batchlab.losses import Loss
 from batchlab.optim import optimizers
 from batchlab.training import graphs
-from batchlab.training.loop import RunResult, StopRules, build, clock, place, run_device
+from batchlab.training.epochs import RateWriter, RunBook, RunResult, Tally, epoch_plan
+from batchlab.training.loop import clock
+from batchlab.training.prepare import build, place, run_device
 from batchlab.training.timetable import Timetable
 
 ELEMENTWISE_OPTIMIZERS = {"sgd", "adam", "adamw"}
@@ -129,8 +131,9 @@ def train_trials(configs: list[dict[str, Any]], on_epoch: Callable[[int, int, di
                  on_checkpoint: Callable[[int, int, nn.Module], None] | None = None) -> list[RunResult]:
     """Train runs that differ only in seed together; ``on_epoch(index, epoch, metrics)`` per run.
 
-    The same records and summaries as ``engine.train_run`` gives each run alone; ``seconds`` is the
-    group's training time divided among its runs, and the summary notes ``vectorized`` = R.
+    The same records and summaries as ``loop.train_run`` gives each run alone (the same epochs.py
+    bookkeeping); ``seconds`` is the group's training time divided among its runs, and the summary
+    notes ``vectorized`` = R.
     """
     train_cfg = configs[0]["train"]
     data = data or load_data(configs[0]["data"])
@@ -144,34 +147,29 @@ def train_trials(configs: list[dict[str, Any]], on_epoch: Callable[[int, int, di
     if reason:
         raise ValueError(f"these runs cannot be vectorized: {reason}")
     stacked = StackedTrials(models, loss)
-    params = list(stacked.params.values())
     x_train, y_train = data.train.x, data.train.y
     n, size = len(y_train), len(configs)
     timetable = Timetable(train_cfg, n)
-    optimizer = optimizers.build(train_cfg["optimizer"], params, timetable.lr(0))
+    optimizer = optimizers.build(train_cfg["optimizer"], list(stacked.params.values()), timetable.lr(0))
+    set_rate = RateWriter(optimizer, timetable.lr(0))
     orders = [torch.Generator().manual_seed(config["seed"]) for config in configs]
     splits = data.named_splits()
-    rules = [StopRules(train_cfg) for _ in configs]
-    every = configs[0].get("checkpoints", {}).get("every", 0)
-    summaries: list[dict[str, Any]] = [{"epochs_planned": timetable.epochs, "steps_per_epoch": timetable.steps(0),
-                                        "vectorized": size} for _ in configs]
-    reasons: list[str | None] = [None] * size
-    steps, examples, train_seconds, eval_seconds = 0, 0, 0.0, 0.0
+    tally = Tally(n)
+    books = [RunBook(config, timetable, vectorized=size) for config in configs]
 
-    def measure(epoch: int, lrs: tuple[float, float], batch: int, seconds: float) -> list[dict[str, Any]]:
-        nonlocal eval_seconds
+    def measure(epoch: int, rates: tuple[float, float], batch: int, seconds: float) -> list[dict[str, Any]]:
+        """Every run's record of the epoch (a run that has stopped is not reported again)."""
         start = time.perf_counter()
-        records = [{"lr": lrs[0], "lr_end": lrs[1], "batch_size": batch, "step": steps, "examples": examples,
-                    "seconds": seconds / size} for _ in configs]
+        records = [tally.record(rates, batch, seconds / size) for _ in configs]
         for name, split in splits.items():
             losses, accs = stacked.evaluate(split.x, split.y, train_cfg["eval_batch_size"])
             for record, value, acc in zip(records, losses.tolist(), accs.tolist(), strict=True):
                 record[f"{name}_loss"], record[f"{name}_acc"] = value, acc
         spent = (time.perf_counter() - start) / size
-        eval_seconds += spent
+        tally.eval_seconds += spent
         for i, record in enumerate(records):
             record["eval_seconds"] = spent
-            if reasons[i] is None:
+            if books[i].reason is None:
                 on_epoch(i, epoch, record)
         return records
 
@@ -182,42 +180,27 @@ def train_trials(configs: list[dict[str, Any]], on_epoch: Callable[[int, int, di
     measure(0, (timetable.lr(0),) * 2, timetable.batch_size(0), 0.0)
     for i in range(size):
         checkpoint(0, i)
-    current_lr = timetable.lr(0)
     for epoch in range(1, timetable.epochs + 1):
-        batch, n_steps = timetable.batch_size(epoch - 1), timetable.steps(epoch - 1)
-        rates = [timetable.lr(epoch - 1, i, n_steps) for i in range(n_steps)]
+        batch, rates = epoch_plan(timetable, epoch)
         start = clock(device)
         perms = torch.stack([torch.randperm(n, generator=order) for order in orders]).to(device)
         xs, ys = x_train[perms], y_train[perms]  # [R, n, ...]: each run its own order, one gather per epoch
-        for i in range(n_steps):
-            if rates[i] != current_lr:
-                for group in optimizer.param_groups:
-                    group["lr"] = rates[i]
-                current_lr = rates[i]
+        for i, lr in enumerate(rates):
+            set_rate(lr)
             stacked.step(xs[:, i * batch : (i + 1) * batch], ys[:, i * batch : (i + 1) * batch], optimizer)
         seconds = clock(device) - start
-        train_seconds += seconds
-        steps += n_steps
-        examples += min(n, n_steps * batch)
+        tally.add_epoch(len(rates), batch, seconds)
         records = measure(epoch, (rates[0], rates[-1]), batch, seconds)
         timetable.observe(records[0])  # schedules that observe metrics would differ per run: see why_not
         for i, record in enumerate(records):
-            if reasons[i] is not None:
+            if books[i].reason is not None:
                 continue
-            summaries[i].update(epochs=epoch, steps=steps, examples=examples, train_seconds=train_seconds / size,
-                                eval_seconds=eval_seconds)
-            reasons[i] = rules[i].check(epoch, record, summaries[i])
-            if reasons[i] or epoch == timetable.epochs or (every and epoch % every == 0):
+            books[i].end_epoch(epoch, record, tally, share=size)
+            if books[i].checkpoint_due(epoch):
                 checkpoint(epoch, i)
-        if all(r is not None for r in reasons):
+        if all(book.reason is not None for book in books):
             break
-    results = []
-    for i in range(size):
-        reason = reasons[i]
-        results.append(RunResult("diverged" if reason == "diverged" else "finished", reason or "epochs", summaries[i],
-                                 stacked.model(i, models[i])))
-    return results
-
+    return [book.result(stacked.model(i, models[i])) for i, book in enumerate(books)]
 
 
 def calibrate(config: dict[str, Any], group_size: int, steps: int = 8) -> float:

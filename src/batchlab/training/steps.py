@@ -1,7 +1,8 @@
 """Update rules: how one batch becomes one parameter update.
 
-The plain rule is forward, backward, step. The others change only how the gradient is formed, then
-hand it to the optimizer, so each composes with every optimizer:
+The plain rule is forward, backward, step, and the training loop writes it out (loop.py). The
+alternatives here change only how the gradient is formed, then hand it to the optimizer, so each
+composes with every optimizer:
 
 - gradient accumulation: the batch runs as micro-batches whose gradients add up to the batch's
   (each micro-batch loss is weighted by its share of the batch, so uneven splits are exact too);
@@ -9,7 +10,9 @@ hand it to the optimizer, so each composes with every optimizer:
   radius rho around the weights, ``ε = rho · T²g / ‖Tg‖`` with T = 1 (SAM) or T = |w| + eta (ASAM);
   with ``m`` set, every chunk of m examples gets its own ε (m-sharpness). The second pass must not
   move batch-norm running statistics: they are frozen while it runs;
-- gradient clipping by global norm, applied to whatever gradient the rule produced.
+- gradient clipping by global norm, applied to whatever gradient the rule produced;
+- two speed tricks with the plain rule's result: a batch too large for the cache runs in pieces
+  (CPU), and a step's forward and backward replay from a CUDA graph (GPU, graphs.py).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ Step = Callable[[torch.Tensor, torch.Tensor], None]
 
 # A batch larger than this is run forward and backward in pieces of this size, their gradients
 # weighted by their share and summed (the batch's gradient, to float rounding). A 1,000-pair step
-# of the seed-000 CNN falls out of cache: 42.6 ms whole, 31.9 ms in pieces of 250 (one thread).
+# of Chaffard's pair CNN falls out of cache: 42.6 ms whole, 31.9 ms in pieces of 250 (one thread).
 # Not with batch norm, whose statistics would then come from the piece.
 CACHE_PIECE = 250
 
@@ -69,8 +72,15 @@ def _perturbation(params: list[torch.Tensor], grads: list[torch.Tensor], rho: fl
     return [g * (rho / (norm + 1e-12)) for g in grads]
 
 
-def make_step(model: nn.Module, loss: Loss, optimizer: torch.optim.Optimizer, train: dict[str, Any]) -> Step:
-    """The update rule a resolved ``[train]`` section asks for, as ``step(x_batch, y_batch)``."""
+def alternative_steps(model: nn.Module, loss: Loss, optimizer: torch.optim.Optimizer, train: dict[str, Any]
+                      ) -> Callable[[int], Step | None]:
+    """The update rule a resolved ``[train]`` section asks for, as a choice per batch size.
+
+    Returns ``for_batch(batch_size)``: None where the plain step (zero the gradients, forward,
+    backward, ``optimizer.step()``, written out in the training loop) is the rule, else the named
+    alternative that replaces it: SAM/ASAM, accumulation, a batch too large for the cache run in
+    pieces, a step replayed from a CUDA graph, or the plain step followed by clipping.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     clip = train["clip_grad_norm"]
     accumulate, sam = train["accumulate"], train["sam"]
@@ -82,14 +92,19 @@ def make_step(model: nn.Module, loss: Loss, optimizer: torch.optim.Optimizer, tr
             nn.utils.clip_grad_norm_(params, clip, foreach=True)
         optimizer.step()
 
-    def plain(x: torch.Tensor, y: torch.Tensor) -> None:
+    def in_cache_pieces(x: torch.Tensor, y: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
-        if len(y) > CACHE_PIECE and pieces_allowed:
-            _add_gradient(model, loss, x, y, CACHE_PIECE, 1.0)
-        elif graphed is not None:
-            graphed(x, y).backward()
-        else:
-            loss(model(x), y).backward()
+        _add_gradient(model, loss, x, y, CACHE_PIECE, 1.0)
+        finish()
+
+    def from_graph(x: torch.Tensor, y: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        graphed(x, y).backward()
+        finish()
+
+    def clipped(x: torch.Tensor, y: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss(model(x), y).backward()
         finish()
 
     def accumulated(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -122,6 +137,32 @@ def make_step(model: nn.Module, loss: Loss, optimizer: torch.optim.Optimizer, tr
 
     if (message := accumulation_warning(model, train)) is not None:
         warnings.warn(message, BatchlabWarning, stacklevel=2)
-    if sam is not None:
-        return sharpness_aware
-    return accumulated if accumulate > 1 else plain
+
+    def for_batch(batch_size: int) -> Step | None:
+        if sam is not None:
+            return sharpness_aware
+        if accumulate > 1:
+            return accumulated
+        if batch_size > CACHE_PIECE and pieces_allowed:
+            return in_cache_pieces
+        if graphed is not None:
+            return from_graph
+        return clipped if clip is not None else None
+
+    return for_batch
+
+
+def make_step(model: nn.Module, loss: Loss, optimizer: torch.optim.Optimizer, train: dict[str, Any]) -> Step:
+    """The whole update rule as one ``step(x, y)``, for code outside the training loop (calibration,
+    memory measurement): the alternative for the batch's size, or the plain step."""
+    for_batch = alternative_steps(model, loss, optimizer, train)
+
+    def plain(x: torch.Tensor, y: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss(model(x), y).backward()
+        optimizer.step()
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        (for_batch(len(y)) or plain)(x, y)
+
+    return step
