@@ -88,7 +88,7 @@ def test_the_same_runs_at_two_epochs_are_compared_paired():
 def test_what_could_not_be_judged_says_why():
     r = results()
     reasons = {
-        "no runs with train.batch_size = 7": claim(select={"train.batch_size": 7}, at_most=60),
+        "no runs with train.batch_size = 7 (this study has 20, 1000, 4000)": claim(select={"train.batch_size": 7}, at_most=60),
         "no finished runs (1 diverged)": claim(select={"train.batch_size": 4000}, at_most=60),
         "epoch 80 never reached (the runs end at epoch 2)": claim(value="test_acc@80", at_least=0),
         "nothing not recorded": claim(value="max(nothing)", at_least=0),

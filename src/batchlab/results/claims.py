@@ -136,10 +136,22 @@ def _select(rows: Any, select: dict[str, Any]) -> Any:
         elif key not in rows:
             raise NotMeasured(f"no run has {key}")
         else:
-            rows = rows[rows[key].map(lambda v, w=wanted: _matches(v, w)).astype(bool)]
+            there = rows[key]
+            rows = rows[there.map(lambda v, w=wanted: _matches(v, w)).astype(bool)]
+            if len(rows) == 0:
+                values = [f"{v:g}" if isinstance(v, float) else str(v) for v in _sorted(set(there.dropna()))]
+                raise NotMeasured(f"no runs with {key} = {wanted} (this study has {', '.join(values[:8])}"
+                                  f"{', ...' if len(values) > 8 else ''})")
         if len(rows) == 0:
             raise NotMeasured(f"no runs with {key} = {wanted}")
     return rows
+
+
+def _sorted(values: set[Any]) -> list[Any]:
+    try:
+        return sorted(values, key=float)
+    except (TypeError, ValueError):
+        return sorted(values, key=str)
 
 
 def _per_run(results: Any, runs: Any, value: str) -> Any:
