@@ -54,16 +54,16 @@ def test_the_report_draws_what_the_study_varied_and_recorded(study_dir):
 
 def test_tables_match_the_store_and_count_diverged_runs(study_dir):
     summary = (study_dir / "summary.md").read_text()
-    results_part = summary.split("## Analysis")[0]
+    results_part = summary.split("## Results by configuration")[1].split("\n## ")[0]
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in results_part.splitlines()
-            if line.startswith("| batch")}
+            if line.startswith("| bs=")}
     assert len(rows) == 5
     diverged = next(cells for label, cells in rows.items() if "1e+06" in label)
     assert diverged[1:4] == ["0", "2", "0"]  # finished, diverged, failed
     for row in summarize(load(study_dir)):
         if row["finished"] == 0:
             continue
-        label = f"batch {row['train.batch_size']}, lr {row['train.lr']:g}"
+        label = f"bs={row['train.batch_size']} lr={row['train.lr']:g}"
         s = row["test_acc"]
         assert f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}" in " | ".join(rows[label])
     assert "## Analysis: sharpness" in summary and "(n=2)" in summary

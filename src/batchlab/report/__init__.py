@@ -1,6 +1,10 @@
 """Reports: a study's figures and tables as ``DIR/report.html`` (one self-contained file), every
 figure as PNG and SVG under ``DIR/figures/``, and the tables as ``DIR/summary.md``.
 
+A report says what was run and where: the claims' verdicts first (with a plain warning on a quick
+form), the settings every run shares, the results, times and memory, the environment (versions,
+device, commit) and the spec itself, so a reader can judge the numbers and rerun them.
+
 Figures come from the registry in figures.py; each decides from the results whether it applies,
 so a report shows what the study varied and recorded, nothing empty. A figure that fails to draw
 is named in the report with its error instead of taking the whole report down.
@@ -11,12 +15,25 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 from batchlab.report.data import ReportData, prepare
-from batchlab.report.tables import Table, analysis_tables, claims_table, critical_batch_table, results_table
+from batchlab.report.tables import (
+    QUICK_NOTE,
+    Table,
+    analysis_tables,
+    claim_rows,
+    claims_table,
+    critical_batch_table,
+    environment_table,
+    memory_table,
+    results_table,
+    settings_table,
+    timing_table,
+)
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; padding: 0 1em; }
@@ -26,7 +43,8 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 figure { margin: 1.5em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #444; font-size: 0.9em; margin-top: 0.3em; } .note { color: #666; font-size: 0.85em; }
-.failed { color: #a00; }
+.failed { color: #a00; } .quick { background: #fff4d6; border-left: 4px solid #e0a800; padding: 0.5em 1em; }
+pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }
 """
 
 # Marks every figure once its image has loaded with its size on the page (data-rendered="WxH"),
@@ -62,12 +80,13 @@ def build_figures(data: ReportData, directory: Path) -> list[tuple[str, str, byt
     import matplotlib
 
     matplotlib.use("Agg")
+    from batchlab.report.figures import caption as caption_of
     from batchlab.report.figures import figures
 
     directory.mkdir(parents=True, exist_ok=True)
     made = []
     for name in figures.in_order():  # training, probes, analyses
-        caption = figures.describe(name)
+        caption = caption_of(name)
         try:
             fig = figures.get(name)(data)
             if fig is not None:
@@ -84,6 +103,8 @@ def page(data: ReportData, tables: list[Table], made: list[tuple[str, str, bytes
     meta = (f"{len(runs)} runs ({', '.join(f'{v} {k}' for k, v in counts.items())}) in {len(data.configs)} "
             f"configurations · written {time.strftime('%Y-%m-%d %H:%M')}")
     parts = [f"<h1>{html.escape(study.get('name', 'study'))}</h1>", f"<p class='meta'>{html.escape(meta)}</p>"]
+    if data.quick:
+        parts.append(f"<p class='quick'><b>Quick form.</b> {html.escape(QUICK_NOTE)}</p>")
     if study.get("description"):
         parts.append(f"<p>{html.escape(study['description'])}</p>")
     parts += [t.html() for t in tables]
@@ -95,14 +116,32 @@ def page(data: ReportData, tables: list[Table], made: list[tuple[str, str, bytes
         encoded = base64.b64encode(png).decode()
         parts.append(f"<figure id='{name}'><img alt='{html.escape(name)}' src='data:image/png;base64,{encoded}'>"
                      f"<figcaption><b>{html.escape(name)}</b>: {html.escape(caption)}</figcaption></figure>")
+    if study:
+        spec = json.dumps(study, indent=2, default=str)
+        parts.append(f"<h2>The spec</h2><details><summary>the study as it was run (resolved, JSON)</summary>"
+                     f"<pre>{html.escape(spec)}</pre></details>")
     body = "\n".join(parts)
     return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{html.escape(study.get('name', ''))}"
             f" · batchlab report</title><style>{STYLE}</style></head><body>\n{body}\n<script>{SCRIPT}</script>"
             f"</body></html>\n")
 
 
-def write_report(directory: str | Path) -> Path:
-    """Write report.html, figures/*.png|svg and summary.md into a results directory; returns the page."""
+def _timestamps(results: Any, rows: list[dict[str, Any]]) -> None:
+    """Add each run's start and finish times (seconds since the epoch) to ``results.runs``."""
+    runs = results.runs
+    if len(runs) and "started" not in runs:
+        times = {r["run_id"]: (r.get("started"), r.get("finished")) for r in rows}
+        runs["started"] = runs["run_id"].map(lambda r: times.get(r, (None, None))[0]).astype(float)
+        runs["finished"] = runs["run_id"].map(lambda r: times.get(r, (None, None))[1]).astype(float)
+
+
+def write_report(directory: str | Path, quick: bool | None = None) -> Path:
+    """Write report.html, figures/*.png|svg and summary.md into a results directory; returns the page.
+
+    ``quick``: whether these are a recipe's quick form (default: the ``quick`` meta key ``batchlab
+    run`` records). The environment is the ``environment`` meta key, else this process's own.
+    """
+    from batchlab.report.environment import environment
     from batchlab.results.store import ResultsStore, load
 
     directory = Path(directory)
@@ -110,17 +149,23 @@ def write_report(directory: str | Path) -> Path:
     store = ResultsStore(directory, create=False)
     try:
         study = store.meta("study", {}) or {}
+        quick = bool(store.meta("quick", False)) if quick is None else quick
+        env = store.meta("environment") or {**environment(), "recorded": False}
+        _timestamps(results, store.run_rows())
     finally:
         store.close()
-    data = prepare(results, study)
-    claims = claims_table(data)
-    critical = critical_batch_table(data)
-    tables = [*([claims] if claims else []), results_table(data), *([critical] if critical else []),
-              *analysis_tables(data)]
+    data = prepare(results, study, quick=quick, environment=env)
+    claims = claims_table(data, claim_rows(data))
+    optional = [critical_batch_table(data), timing_table(data), memory_table(data)]
+    tables = [*([claims] if claims else []), settings_table(data), results_table(data),
+              *[t for t in optional if t is not None], *analysis_tables(data)]
+    env_table = environment_table(data)
+    tables += [env_table] if env_table else []
     made = build_figures(data, directory / "figures")
-    markdown = [f"# {study.get('name', 'study')}\n", *([study["description"] + "\n"] if study.get("description") else []),
-                *(t.markdown() for t in tables)]
-    (directory / "summary.md").write_text("\n".join(markdown))
+    head = [f"# {study.get('name', 'study')}\n"]
+    head += [f"> **Quick form.** {QUICK_NOTE}\n"] if quick else []
+    head += [study["description"] + "\n"] if study.get("description") else []
+    (directory / "summary.md").write_text("\n".join([*head, *(t.markdown() for t in tables)]))
     path = directory / "report.html"
     tmp = path.with_name(".report.html.tmp")
     tmp.write_text(page(data, tables, made))

@@ -94,20 +94,127 @@ def analysis_tables(data: ReportData) -> list[Table]:
     return tables
 
 
-def claims_table(data: ReportData) -> Table | None:
-    """The recipe's published claims, each with the measured mean ± std and whether it holds."""
-    from batchlab.results.claims import Claim, check
+QUICK_NOTE = ("This is a recipe's quick form: a few-minute smoke test with fewer trials, batch sizes and epochs "
+              "than the paper's design. Its claims are not expected to hold; run the full form to check them.")
 
-    claims = [Claim.model_validate(c) for c in data.study.get("claims") or []]
-    if not claims:
+
+def claim_rows(data: ReportData) -> list[dict[str, Any]]:
+    """check() of every claim the study carries (results/claims.py)."""
+    from batchlab.results.claims import check_all
+
+    return check_all(data.study.get("claims") or [], data.results)
+
+
+def claims_table(data: ReportData, rows: list[dict[str, Any]] | None = None) -> Table | None:
+    """The recipe's published claims, each with what was measured, its 95 % interval and the verdict."""
+    from batchlab.results.claims import counts_line
+
+    rows = claim_rows(data) if rows is None else rows
+    if not rows:
+        return None
+    cells = []
+    for r in rows:
+        note = r["reason"]
+        if r["verdict"] in ("holds", "contradicted") and r["p_value"] is not None:
+            note = f"{r['method']}, p = {r['p_value']:.2g}"
+        elif r["verdict"] in ("holds", "contradicted"):
+            note = r["method"]
+        cells.append([r["claim"], r["published"], r["measured"], r["verdict"], note])
+    note = ("each claim judged by the 95 % confidence interval of what it measures: holds when the interval lies "
+            "inside the claim's band (or on the claimed side), contradicted when it lies outside, inconclusive "
+            f"when it straddles an edge. {counts_line(rows)}.")
+    if data.quick:
+        note = QUICK_NOTE + " " + note
+    return Table("Published vs measured", ["claim", "published", "measured [95 % interval]", "verdict", "why"],
+                 cells, note)
+
+
+def settings_table(data: ReportData) -> Table:
+    """What every run shares (data, model, optimizer and its parameters, epochs, ...), and what varies."""
+    runs = data.results.runs
+    varying = {f for c in data.configs for f in c.fields}
+    config_cols = [c for c in runs.columns if "." in c and c.split(".", 1)[0] in
+                   ("data", "model", "train", "probes", "analysis", "measure", "checkpoints")]
+    rows = []
+    for column in config_cols:
+        if column in varying:
+            values = sorted({_cell(v) for v in runs[column]}, key=lambda t: (len(t), t))
+            rows.append([column, "varies: " + ", ".join(values)])
+            continue
+        value = runs[column].dropna()
+        if len(value):
+            rows.append([column, _cell(value.iloc[0])])
+    epochs = data.results.epochs
+    if "examples" in epochs and len(epochs[epochs["epoch"] == 1]):
+        first = epochs[epochs["epoch"] == 1]
+        rows.append(["training examples per epoch", ", ".join(str(int(v)) for v in sorted(set(first["examples"])))])
+    if "trials" not in {r[0] for r in rows}:
+        trials = sorted({c.trials for c in data.configs})
+        rows.append(["trials per configuration", ", ".join(map(str, trials))])
+    return Table("Settings", ["setting", "value"], rows, "every resolved field of the runs' configuration; "
+                 "fields that differ between configurations say so")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "–" if value is None else str(value)
+
+
+def environment_table(data: ReportData) -> Table | None:
+    env = data.environment
+    if not env:
+        return None
+    names = {"batchlab": "batchlab", "python": "Python", "torch": "torch", "numpy": "numpy", "platform": "platform",
+             "cpu": "CPU", "threads": "torch threads", "gpu": "GPU", "commit": "git commit"}
+    rows = [[names.get(k, k), _cell(v)] for k, v in env.items() if k != "recorded"]
+    train = data.study.get("train") or {}
+    rows.insert(0, ["device", str(train.get("device", "cpu"))])
+    note = "recorded when the study ran" if env.get("recorded", True) else \
+        "not recorded with the runs: the environment this report was written in"
+    return Table("Environment", ["", ""], rows, note)
+
+
+def timing_table(data: ReportData) -> Table | None:
+    """Per configuration: training, evaluation and wall time of a run, and runs finished per second."""
+    runs = data.results.runs
+    if "train_seconds" not in runs:
         return None
     rows = []
-    for claim in claims:
-        result = check(claim, data.results)
-        verdict = {True: "yes", False: "no", None: "–"}[result["holds"]]
-        rows.append([result["claim"], result["published"], result["measured"], verdict])
-    return Table("Published vs measured", ["claim", "published", "measured (mean ± std over trials)", "holds"], rows,
-                 "each claim checked on the mean over finished trials")
+    for c in data.configs:
+        group = runs[runs["config_id"] == c.config_id]
+        finished = group[group["run_id"].isin(c.run_ids)]
+        if len(finished) == 0:
+            continue
+        row = [c.label, str(len(finished)), _num(finished["train_seconds"], 3),
+               _num(finished["eval_seconds"], 3) if "eval_seconds" in finished else "–"]
+        if {"started", "finished"} <= set(finished.columns) and finished["started"].notna().all():
+            wall = finished["finished"] - finished["started"]
+            span = float(finished["finished"].max() - finished["started"].min())
+            row += [_num(wall, 3), f"{len(finished) / span:.3g}" if span > 0 else "–"]
+        else:
+            row += ["–", "–"]
+        rows.append(row)
+    return Table("Time by configuration", ["configuration", "runs", "training s per run", "evaluation s per run",
+                                           "wall s per run", "runs per second"], rows,
+                 "mean ± sample std over finished runs; runs per second: finished runs over the span from the first "
+                 "start to the last finish (trials stacked or run in parallel finish faster than one at a time)")
+
+
+def memory_table(data: ReportData) -> Table | None:
+    """The `memory` measurements: peak memory of a training step by batch size."""
+    m = data.measurements("memory")
+    if len(m) == 0 or "step_mb" not in m:
+        return None
+    peak = "peak_gpu_mb" if "peak_gpu_mb" in m and m["peak_gpu_mb"].notna().any() else "peak_rss_mb"
+    rows = []
+    for (config_id, batch), group in m.groupby(["config_id", "batch_size"], sort=False):
+        rows.append([data.label_of(config_id), str(int(batch)), _num(group["step_mb"], 1),
+                     _num(group[peak], 1) if peak in group else "–", str(group["method"].iloc[0])
+                     if "method" in group else "–"])
+    return Table("Memory of a training step", ["configuration", "batch size", "step MiB above set-up",
+                                               "peak MiB" + (" (GPU)" if peak == "peak_gpu_mb" else " (process)"),
+                                               "method"], rows, "mean ± sample std over repeats")
 
 
 def critical_batch_table(data: ReportData) -> Table | None:
@@ -131,7 +238,8 @@ def critical_batch_table(data: ReportData) -> Table | None:
                  f"(the critical batch), E_min ≈ {fit['e_min']:.3g} examples")
     noise = data.measurements("noise-scale")
     if len(noise) and "b_simple" in noise:
-        measured = ", ".join(f"{v:.3g} after {a} epochs" for a, v in noise.groupby("after_epochs")["b_simple"].mean().items())
+        measured = ", ".join(f"{v:.3g} " + ("at initialization" if float(a) == 0 else f"after {float(a):g} epochs")
+                             for a, v in noise.groupby("after_epochs")["b_simple"].mean().items())
         note += f"; measured noise scale B_simple: {measured}"
     return Table("Steps to the target and the critical batch size",
                  ["batch size", "best rate", "steps (mean ± std)", "perfect scaling from the smallest batch",
