@@ -31,8 +31,17 @@ _LAZY = {
     "batch_schedules": ("batchlab.batch_schedules", "batch_schedules"),
 }
 
-__all__ = ["__version__", "load", "Registry", "datasets", "models", "optimizers", "schedules", "losses",
-           "batch_schedules"]
+__all__ = [
+    "Registry",
+    "__version__",
+    "batch_schedules",
+    "datasets",
+    "load",
+    "losses",
+    "models",
+    "optimizers",
+    "schedules",
+]
 
 
 def __getattr__(name: str) -> Any:
