@@ -7,7 +7,18 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The installed distribution's version (one source of truth: pyproject.toml)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("batchlab")
+    except PackageNotFoundError:  # imported from a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()
 
 _LAZY = {
     "load": ("batchlab.results.store", "load"),
@@ -20,8 +31,17 @@ _LAZY = {
     "batch_schedules": ("batchlab.batch_schedules", "batch_schedules"),
 }
 
-__all__ = ["__version__", "load", "Registry", "datasets", "models", "optimizers", "schedules", "losses",
-           "batch_schedules"]
+__all__ = [
+    "Registry",
+    "__version__",
+    "batch_schedules",
+    "datasets",
+    "load",
+    "losses",
+    "models",
+    "optimizers",
+    "schedules",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from batchlab.errors import SpecError
-from batchlab.spec.reading import deep_merge, set_dotted
+from batchlab.spec.reading import deep_merge, set_dotted, sweep_hint
 from batchlab.spec.schema import Study
 
 
@@ -98,7 +98,10 @@ def plan_study(doc: dict[str, Any], *, quick: bool = False, sets: list[tuple[str
         doc = deep_merge(doc, doc["quick"])
     for key, value in sets:
         set_dotted(doc, key, value)
-    study = validate_study(doc)
+    try:
+        study = validate_study(doc)
+    except SpecError as e:
+        raise SpecError(f"{e}{sweep_hint(list(sets), str(e))}") from None
     base = {k: v for k, v in doc.items() if k not in ("sweep", "quick")}
 
     variants = study.sweep.variants()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import difflib
+import json
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -20,18 +23,63 @@ def read_document(target: str) -> tuple[dict[str, Any], str]:
     path = Path(target)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
-            raise SpecError(f"spec file {target!r} not found")
+            raise SpecError(f"spec file {target!r} not found{_did_you_mean(path)}")
         text, default_name = path.read_text(), path.stem
     elif target in recipe_names():
         text, default_name = (resources.files("batchlab.spec.recipes") / f"{target}.toml").read_text(), target
     else:
-        raise SpecError(f"{target!r} is neither a spec file nor a recipe; recipes: {', '.join(recipe_names())}")
+        raise SpecError(f"{target!r} is neither a spec file nor a recipe; recipes: {', '.join(recipe_names())}"
+                        f"{_did_you_mean(path)}")
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{target}: invalid TOML: {e}") from None
+    _check_sweep_keys(doc)
     doc.setdefault("name", default_name)
     return doc, default_name
+
+
+def _did_you_mean(path: Path) -> str:
+    """The nearest thing that exists: ``my_study.toml`` for ``my_study``, else a close recipe or spec file."""
+    if path.suffix != ".toml" and path.with_name(path.name + ".toml").is_file():
+        return f"; did you mean {str(path) + '.toml'!r}?"
+    if path.suffix == ".toml" and path.stem in recipe_names():
+        return f"; did you mean the recipe {path.stem!r} (no .toml)?"
+    recipes = difflib.get_close_matches(path.stem, recipe_names(), n=1)
+    if recipes:
+        return f"; did you mean the recipe {recipes[0]!r}?"
+    folder = path.parent if path.parent.is_dir() else None
+    specs = [p.name for p in folder.glob("*.toml")] if folder else []
+    near = difflib.get_close_matches(path.stem + ".toml", specs, n=1)
+    return f"; did you mean {str(path.with_name(near[0]))!r}?" if near else ""
+
+
+def _check_sweep_keys(doc: dict[str, Any]) -> None:
+    """Sweep grids map quoted dotted names to lists; TOML reads ``train.lr = [..]`` (unquoted) as a
+    nested table ``train``, which would otherwise fail later with no word about the quotes."""
+    sweep = doc.get("sweep") if isinstance(doc.get("sweep"), dict) else {}
+    quick = doc.get("quick") if isinstance(doc.get("quick"), dict) else {}
+    quick_sweep = quick.get("sweep") if isinstance(quick.get("sweep"), dict) else {}
+    grids = [("[[sweep.grids]]", g) for g in sweep.get("grids", []) if isinstance(g, dict)]
+    for where, table in [("[sweep]", sweep), ("[quick.sweep]", quick_sweep), *grids]:
+        for key, value in table.items():
+            if isinstance(value, dict) and key not in ("include", "grids"):
+                dotted, leaf = _first_leaf(key, value)
+                raise SpecError(f"{where}: {dotted} = ... is read by TOML as a table {key!r}, not a field name; "
+                                f"quote the dotted name: \"{dotted}\" = {_toml(leaf)}")
+
+
+def _first_leaf(key: str, table: dict[str, Any]) -> tuple[str, Any]:
+    inner, value = next(iter(table.items()), ("...", "[...]"))
+    return _first_leaf(f"{key}.{inner}", value) if isinstance(value, dict) else (f"{key}.{inner}", value)
+
+
+def _toml(value: Any) -> str:
+    """A value as it would be written in TOML (lists of numbers, strings and booleans read the same in JSON)."""
+    try:
+        return json.dumps(value)
+    except TypeError:
+        return str(value)
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -61,13 +109,35 @@ def set_dotted(doc: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = copy.deepcopy(value)
 
 
+QUOTE_EXAMPLE = "--set 'sweep.train.batch_size=[32, 64]'"
+
+
 def parse_override(text: str) -> tuple[str, Any]:
-    """``train.lr=0.1`` → ("train.lr", 0.1); the value is read as TOML, else taken as a string."""
+    """``train.lr=0.1`` → ("train.lr", 0.1); the value is read as TOML, else taken as a string.
+
+    A list or table value that does not parse is refused: it is almost always one the shell split at a
+    space (``--set train.batch_size=[32, 64]`` unquoted), and as a string it would fail far from here."""
     if "=" not in text:
-        raise SpecError(f"--set {text!r}: expected KEY=VALUE, e.g. train.epochs=5")
+        split = re.search(r"[][{},]", text) is not None  # the tail of a list the shell cut at a space
+        hint = f"; quote a value with spaces for the shell, e.g. {QUOTE_EXAMPLE}" if split else ""
+        raise SpecError(f"--set {text!r}: expected KEY=VALUE, e.g. train.epochs=5{hint}")
     key, raw = (s.strip() for s in text.split("=", 1))
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
+        if raw.startswith(("[", "{")):
+            kind, example = ("list", "[32, 64]") if raw.startswith("[") else ("table", '{name = "adam"}')
+            sweep = "" if key.startswith("sweep.") or kind == "table" else f" (to sweep it: --set 'sweep.{key}={example}')"
+            raise SpecError(f"--set {text!r}: {raw!r} is not a complete TOML {kind}; quote the whole setting for "
+                            f"the shell, e.g. --set '{key}={example}'{sweep}") from None
         value = raw
     return key, value
+
+
+def sweep_hint(sets: list[tuple[str, Any]], message: str) -> str:
+    """For a validation error caused by ``--set FIELD=[...]`` on a field that takes one value: the
+    ``sweep.`` form that runs one configuration per value (appended to the error by plan_study)."""
+    for key, value in sets:
+        if isinstance(value, list) and not key.startswith("sweep.") and message.startswith(f"{key}:"):
+            return f"; to run one configuration per value: --set 'sweep.{key}={_toml(value)}'"
+    return ""
