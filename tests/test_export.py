@@ -184,7 +184,7 @@ def test_label_names_the_fields_that_vary():
                          "train.batch_size": [1000, 1000, 20, 20], "train.lr": [0.1, 0.1, 0.1, 0.25],
                          "model.hidden": [[16], [16], [16], [16]], "data.seed": [0, 0, 0, 0]})
     assert _label(runs) == {"a": "bs=1000 lr=0.1", "b": "bs=20 lr=0.1", "c": "bs=20 lr=0.25"}
-    assert _label(runs[runs.config_id == "a"]) == {"a": "a"}  # nothing varies: the configuration's id
+    assert _label(runs[runs.config_id == "a"]) == {"a": "all runs"}  # nothing varies
     both = runs.assign(**{"data.seed": [0, 0, 1, 1], "train.seed": [5, 5, 6, 7]})
     assert _label(both)["c"] == "bs=20 lr=0.25 data.seed=1 train.seed=7"  # a repeated short name stays dotted
     assert _label(runs.assign(label=["big", "big", "small", "small-hot"]))["c"] == "small-hot"

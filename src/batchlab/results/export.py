@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from batchlab.errors import SpecError
+from batchlab.results.labels import labels_by_config
 
 KEYS = ("run_id", "config_id", "seed", "epoch")  # columns of the epochs table that are not metrics
 ARTIFACTS = ("report.html", "summary.md")  # what a study's report leaves in its directory
@@ -59,21 +60,8 @@ def _present(value: Any) -> bool:
 
 
 def _label(runs: Any) -> dict[str, str]:
-    """config id -> a readable name: the spec's ``label`` if the store has one, else ``field=value`` for
-    the configuration fields that vary across the study (e.g. ``bs=1000 lr=0.1``), else the config id."""
-    configs = runs.drop_duplicates("config_id").set_index("config_id")
-    if "label" in configs.columns and configs["label"].map(_present).all():
-        return {c: str(v) for c, v in configs["label"].items()}
-    fields = [c for c in configs.columns if "." in c and configs[c].map(repr).nunique() > 1]
-    last = [f.rsplit(".", 1)[1] for f in fields]
-    shown = {f: _SHORT.get(n, n) if last.count(n) == 1 else f for f, n in zip(fields, last, strict=True)}
-    labels = {}
-    for config_id, row in configs.iterrows():
-        parts = [f"{shown[f]}={_value(row[f])}" for f in fields]
-        labels[config_id] = " ".join(parts) or str(config_id)
-    if len(set(labels.values())) < len(labels):  # differing only where no field is shown: keep them apart
-        labels = {c: f"{label} {c}" if label != c else c for c, label in labels.items()}
-    return labels
+    """config id -> the label ``ls``, reports and exports share (results/labels.py)."""
+    return labels_by_config(runs)
 
 
 def _value(value: Any) -> str:

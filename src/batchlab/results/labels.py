@@ -71,3 +71,25 @@ def config_labels(configs: list[dict[str, Any]], fields: list[str]) -> list[str]
         parts = [f"{short_name(f)}={columns[f][i]}" for f in fields if _is_set(config.get(f))]
         labels.append(" ".join(parts) or "all runs")
     return labels
+
+
+def labels_by_config(runs: Any) -> dict[str, str]:
+    """config id → label, for a runs table (``batchlab.load(DIR).runs``, config fields by dotted name):
+    what ``ls``, exports and log lines call each configuration."""
+    from batchlab.results.summary import varying_fields
+
+    if len(runs) == 0:
+        return {}
+    fields = varying_fields(runs)
+    firsts = runs.groupby("config_id", sort=False).first()
+    configs = [{**{f: _plain(row.get(f)) for f in fields}, "label": _plain(row.get("label"))}
+               for _, row in firsts.iterrows()]
+    labels = config_labels(configs, fields)
+    if len(set(labels)) < len(labels):  # configurations that differ only where no label looks: keep them apart
+        labels = [f"{label} [{c}]" for label, c in zip(labels, firsts.index, strict=True)]
+    return dict(zip(firsts.index, labels, strict=True))
+
+
+def _plain(value: Any) -> Any:
+    value = value.item() if hasattr(value, "item") else value
+    return value if _is_set(value) else None
