@@ -55,7 +55,7 @@ class Registry:
                     annotation = Any if p.annotation is inspect.Parameter.empty else p.annotation
                     default = ... if p.default is inspect.Parameter.empty else p.default
                     fields[p.name] = (annotation, default)
-            config = ConfigDict(extra="forbid", protected_namespaces=())
+            config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)  # rates are finite
             self._models[name] = create_model(f"{self.kind}:{name}", __config__=config, **fields)
         return self._models[name]
 
