@@ -330,7 +330,8 @@ def _check_store(db: sqlite3.Connection, path: Path) -> set[str]:
     except sqlite3.DatabaseError as e:
         raise _unreadable(path, e) from None
     if check != "ok":
-        raise SpecError(f"{str(path)!r} is damaged ({check}); batchlab leaves it untouched")
+        found = " ".join(str(check).split())[:160]
+        raise SpecError(f"{str(path)!r} is damaged ({found}); batchlab leaves it untouched")
     for table, needed in _REQUIRED.items():
         if not needed <= columns.get(table, set()):
             shown = ", ".join(sorted(names)[:6]) or "none"
