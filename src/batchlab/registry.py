@@ -69,6 +69,8 @@ class Registry:
         name = params.pop("name", default_name)
         if name is None:
             raise ValueError(f"missing 'name'; known {self.kind}s: {', '.join(self.names())}")
+        if not isinstance(name, str):
+            raise ValueError(f"a {self.kind} name must be a string, got {name!r}; known: {', '.join(self.names())}")
         self.get(name)
         model = self._params_model(name)
         try:

@@ -216,9 +216,6 @@ class SweepSpec(BaseModel):
             for key, values in grid.items():
                 if not isinstance(values, list) or not values:
                     raise ValueError(f"{where} {key!r} must be a non-empty list of values, got {values!r}")
-        for i, extra in enumerate(self.include):
-            if not extra:
-                raise ValueError(f"sweep.include[{i}] is empty; each include is a table of overrides")
         runs = self.size() * self.trials
         if runs > MAX_RUNS:
             raise ValueError(f"the sweep has {runs:,} runs ({self.size():,} configurations × {self.trials} trials); "
