@@ -295,9 +295,8 @@ def test_a_second_writer_is_refused_with_the_holders_pid_and_a_dead_holder_never
     proc = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, env=env, text=True)
     try:
         assert proc.stdout.readline().strip() == "held"
-        with pytest.raises(SpecError) as info:
-            with writer_lock(tmp_path):
-                pass
+        with pytest.raises(SpecError) as info, writer_lock(tmp_path):
+            pass
         assert f"is being written by batchlab (pid {proc.pid}); wait for it or use another --out" in str(info.value)
         assert holder(tmp_path) == proc.pid
     finally:
