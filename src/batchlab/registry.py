@@ -55,7 +55,7 @@ class Registry:
                     annotation = Any if p.annotation is inspect.Parameter.empty else p.annotation
                     default = ... if p.default is inspect.Parameter.empty else p.default
                     fields[p.name] = (annotation, default)
-            config = ConfigDict(extra="forbid", protected_namespaces=())
+            config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)  # rates are finite
             self._models[name] = create_model(f"{self.kind}:{name}", __config__=config, **fields)
         return self._models[name]
 
@@ -69,6 +69,8 @@ class Registry:
         name = params.pop("name", default_name)
         if name is None:
             raise ValueError(f"missing 'name'; known {self.kind}s: {', '.join(self.names())}")
+        if not isinstance(name, str):
+            raise ValueError(f"a {self.kind} name must be a string, got {name!r}; known: {', '.join(self.names())}")
         self.get(name)
         model = self._params_model(name)
         try:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,31 @@ from typing import Any
 import numpy as np
 import torch
 
+from batchlab.errors import SpecError, os_failure
 from batchlab.registry import Registry
 
 datasets = Registry("dataset")
+# name -> f(parameters) = the number of input values (examples × values per example) a dataset
+# builds, all splits together, known before building it: the memory preflight's estimate.
+_sizes: dict[str, Callable[..., int]] = {}
+
+
+def size_hint(name: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """Register how many input values dataset ``name`` holds for given parameters (see ``_sizes``)."""
+    def decorate(f: Callable[..., int]) -> Callable[..., int]:
+        _sizes[name] = f
+        return f
+
+    return decorate
+
+
+def estimated_values(spec: dict[str, Any]) -> int | None:
+    """Input values (all splits) a resolved [data] section will hold, or None when unknown before loading."""
+    hint = _sizes.get(spec.get("name", ""))
+    if hint is None:
+        return None
+    params = {k: v for k, v in spec.items() if k not in ("name", "subset", "val_fraction", "normalize", "seed")}
+    return int(hint(**params))
 
 
 @dataclass(frozen=True)
@@ -65,16 +89,56 @@ class DataSplits:
 
 def cache_dir() -> Path:
     """Where parsed and downloaded data are kept: $BATCHLAB_CACHE, else ~/.cache/batchlab."""
-    path = Path(os.environ.get("BATCHLAB_CACHE") or Path.home() / ".cache" / "batchlab")
-    path.mkdir(parents=True, exist_ok=True)
+    named = os.environ.get("BATCHLAB_CACHE")
+    path = Path(named or Path.home() / ".cache" / "batchlab")
+    what = f"BATCHLAB_CACHE={named!r}" if named else f"the data cache {str(path)!r}"
+    if "\0" in str(path):
+        raise SpecError(f"{what}: a path cannot hold a NUL character")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise SpecError(f"{what} is a file, not a directory; point BATCHLAB_CACHE at a directory") from None
+    except OSError as e:
+        raise os_failure(e, what) from None
+    if not path.is_dir():
+        raise SpecError(f"{what} is not a directory; point BATCHLAB_CACHE at a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise SpecError(f"{what}: cannot write there (permission denied or read-only); point BATCHLAB_CACHE at a "
+                        "writable directory")
     return path
 
 
 def save_npz_atomically(path: Path, **arrays: np.ndarray) -> None:
     """Write then rename, so two worker processes filling the same cache never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp.npz")
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise os_failure(e, f"data cache file {str(path)!r}") from None
+
+
+def check_raw(raw: RawData, name: str) -> RawData:
+    """What every dataset must be, whatever file it came from: as many labels as examples, integer
+    labels in 0..num_classes-1, finite inputs, and at least two classes (a classifier needs two)."""
+    if raw.num_classes < 2:
+        raise SpecError(f"data {name!r}: {raw.num_classes} class; a classifier needs at least two")
+    for split, pair in (("train", raw.train), ("test", raw.test)):
+        if pair is None:
+            continue
+        x, y = pair
+        if len(x) != len(y):
+            raise SpecError(f"data {name!r}: the {split} split has {len(x)} examples but {len(y)} labels")
+        if split == "train" and len(y) == 0:
+            raise SpecError(f"data {name!r}: no training examples")
+        if not np.issubdtype(np.asarray(y).dtype, np.integer):
+            raise SpecError(f"data {name!r}: {split} labels are {np.asarray(y).dtype}, not integers")
+        if len(y) and (y.min() < 0 or y.max() >= raw.num_classes):
+            raise SpecError(f"data {name!r}: {split} labels lie outside 0..{raw.num_classes - 1}")
+        if not np.issubdtype(np.asarray(x).dtype, np.number) or not np.isfinite(x).all():
+            raise SpecError(f"data {name!r}: {split} inputs are not all finite numbers")
+    return raw
 
 
 def train_test_split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> RawData:
@@ -107,7 +171,7 @@ def load_data(spec: dict[str, Any]) -> DataSplits:
 def _load_cached(spec_json: str) -> DataSplits:
     spec = json.loads(spec_json)
     generic = {k: spec.pop(k) for k in ("subset", "val_fraction", "normalize", "seed")}
-    raw: RawData = datasets.build(spec, generic["seed"])
+    raw: RawData = check_raw(datasets.build(spec, generic["seed"]), spec["name"])
     rng = np.random.default_rng(generic["seed"] + 1)
     x, y = raw.train
     order = rng.permutation(len(y))
@@ -115,6 +179,9 @@ def _load_cached(spec_json: str) -> DataSplits:
         order = order[: generic["subset"]]
     n_val = int(round(len(order) * generic["val_fraction"]))
     val_idx, train_idx = order[:n_val], np.sort(order[n_val:])
+    if not len(train_idx):
+        raise SpecError(f"data: no training examples left after subset = {generic['subset']} and val_fraction = "
+                        f"{generic['val_fraction']}")
 
     def tensors(xs: np.ndarray, ys: np.ndarray) -> Split:
         return Split(torch.as_tensor(np.ascontiguousarray(xs), dtype=torch.float32),

@@ -1,16 +1,32 @@
-"""Datasets read from a user's files: CIFAR-10's python batches and a folder of class sub-folders."""
+"""Datasets read from a user's files: CIFAR-10's python batches and a folder of class sub-folders.
+
+Files are untrusted input. A CIFAR batch is a pickle, so it is read by an unpickler that can build
+nothing but dicts, lists, strings, numbers and numpy arrays, then checked for the structure CIFAR's
+batches have (``data``: N×3072 bytes, ``labels``: N integers in 0..9). An image folder is read only
+through regular files inside it (a FIFO would block forever, a device never end, a link could lead
+anywhere), of bounded pixel count; files that are not readable images are skipped and counted.
+"""
 
 from __future__ import annotations
 
 import io
+import os
 import pickle
+import stat
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
-from batchlab.data import RawData, datasets, train_test_split
-from batchlab.errors import SpecError
+from batchlab.data import RawData, datasets, size_hint, train_test_split
+from batchlab.errors import BatchlabWarning, SpecError
+from batchlab.paths import read_regular_file, within
+
+CIFAR_BATCH_LIMIT = 256 << 20  # a CIFAR-10 batch is 31 MB; anything far larger is not one
+IMAGE_FILE_LIMIT = 64 << 20
+MAX_PIXELS = 1 << 26  # 67 megapixels: a photograph; a header claiming more is a decompression bomb
 
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):
@@ -30,13 +46,36 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
 
 
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 python batch as (N×3×32×32 float32, N int64 labels); SpecError for anything else."""
+    raw = read_regular_file(path, "CIFAR-10 batch", CIFAR_BATCH_LIMIT)
     try:
-        batch = _ArraysOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError) as e:
-        raise SpecError(f"{path}: not a CIFAR-10 batch ({e})") from None
-    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
-    x = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    return x.astype(np.float32), np.asarray(batch["labels"], dtype=np.int64)
+        batch = _ArraysOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except Exception as e:  # noqa: BLE001 - a hostile pickle can raise anything; none of it is executed
+        raise SpecError(f"{path}: not a CIFAR-10 batch ({type(e).__name__}: {str(e)[:120]})") from None
+    if not isinstance(batch, dict):
+        raise SpecError(f"{path}: not a CIFAR-10 batch (a {type(batch).__name__}, not a dict)")
+    batch = {k.decode("latin-1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    if "data" not in batch or "labels" not in batch:
+        raise SpecError(f"{path}: not a CIFAR-10 batch (no 'data' and 'labels' entries)")
+    data, labels = batch["data"], batch["labels"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        shape = getattr(data, "shape", None)
+        raise SpecError(f"{path}: 'data' must be an N×3072 uint8 array, got {type(data).__name__} {shape} "
+                        f"{getattr(data, 'dtype', '')}")
+    if not isinstance(labels, list | np.ndarray) or not all(
+            isinstance(v, int | np.integer) and not isinstance(v, bool) for v in labels):
+        raise SpecError(f"{path}: 'labels' must be a list of integers")
+    if len(labels) != len(data):
+        raise SpecError(f"{path}: {len(data)} images but {len(labels)} labels")
+    y = np.asarray([int(v) for v in labels], dtype=np.int64)
+    if len(y) and (y.min() < 0 or y.max() > 9):
+        raise SpecError(f"{path}: labels outside 0..9")
+    return data.reshape(-1, 3, 32, 32).astype(np.float32), y
+
+
+@size_hint("cifar10")
+def _cifar10_size(**_: Any) -> int:
+    return 60_000 * 3 * 32 * 32
 
 
 @datasets.register("cifar10")
@@ -51,27 +90,68 @@ def cifar10(seed: int, *, path: str = "data/cifar-10-batches-py") -> RawData:
     return RawData(train, read_cifar_batch(directory / "test_batch"), 10)
 
 
-@datasets.register("image-folder")
-def image_folder(seed: int, *, path: str, size: int = 32, grayscale: bool = False,
-                 test_fraction: float = 0.2) -> RawData:
-    """Images in one sub-folder per class (e.g. cats/, dogs/), resized to size×size with Pillow."""
+def _image(file: Path, root: Path, size: int, grayscale: bool) -> np.ndarray | str:
+    """One image as size×size×C float32, or the reason it was skipped."""
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        info = os.lstat(file)
+        if stat.S_ISLNK(info.st_mode):
+            if not within(file, root):
+                return "links out of the folder"
+            info = os.stat(file)
+        if not stat.S_ISREG(info.st_mode):
+            return "not regular files"
+        raw = read_regular_file(file, "image", IMAGE_FILE_LIMIT, root=root)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(raw)) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    return "too large"
+                img = img.convert("L" if grayscale else "RGB").resize((size, size), Image.BILINEAR)
+                return np.asarray(img, dtype=np.float32).reshape(size, size, -1)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return "too large"
+    except SpecError as e:
+        return "too large" if "bytes, more than" in str(e) else "not regular files"
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+        return "not readable images"  # e.g. a README beside the pictures, or a truncated file
+
+
+@datasets.register("image-folder")
+def image_folder(seed: int, *, path: str, size: Annotated[int, Field(ge=1, le=1024)] = 32, grayscale: bool = False,
+                 test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2) -> RawData:
+    """Images in one sub-folder per class (e.g. cats/, dogs/), resized to size×size with Pillow."""
     root = Path(path)
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    try:
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                         and within(p, root)) if root.is_dir() else []
+    except OSError as e:
+        raise SpecError(f"data.path: cannot list {str(root)!r} ({e.strerror})") from None
     if not classes:
         raise SpecError(f"data.path: {str(root)!r} has no class sub-folders")
-    images, labels = [], []
+    if len(classes) < 2:
+        raise SpecError(f"data.path: {str(root)!r} has one class ({classes[0]!r}); a classifier needs at least two")
+    images, labels, skipped = [], [], {}
     for label, name in enumerate(classes):
-        for file in sorted((root / name).iterdir()):
-            try:
-                with Image.open(file) as img:
-                    img = img.convert("L" if grayscale else "RGB").resize((size, size), Image.BILINEAR)
-                    images.append(np.asarray(img, dtype=np.float32).reshape(size, size, -1))
-                    labels.append(label)
-            except (UnidentifiedImageError, OSError):
-                continue  # not an image (e.g. a README beside the pictures)
-    if not images:
-        raise SpecError(f"data.path: no readable images under {str(root)!r}")
+        try:
+            files = sorted(f for f in (root / name).iterdir() if not f.name.startswith("."))
+        except OSError as e:
+            raise SpecError(f"data.path: cannot list {str(root / name)!r} ({e.strerror})") from None
+        kept = 0
+        for file in files:
+            image = _image(file, root, size, grayscale)
+            if isinstance(image, str):
+                skipped[image] = skipped.get(image, 0) + 1
+                continue
+            images.append(image)
+            labels.append(label)
+            kept += 1
+        if not kept:
+            raise SpecError(f"data.path: class folder {str(root / name)!r} has no readable images")
+    if skipped:
+        counts = ", ".join(f"{n} {why}" for why, n in sorted(skipped.items()))
+        warnings.warn(f"image-folder {str(root)!r}: skipped {sum(skipped.values())} files ({counts})",
+                      BatchlabWarning, stacklevel=2)
     x = np.stack(images).transpose(0, 3, 1, 2)
     return train_test_split(x, np.asarray(labels, dtype=np.int64), test_fraction, seed)

