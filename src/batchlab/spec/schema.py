@@ -120,6 +120,9 @@ class Sam(_Section):
     rho: NonNegativeFloat = 0.05
     adaptive: bool = False
     eta: NonNegativeFloat = Field(0.01, description="ASAM's offset in T = |w| + eta")
+    adaptive_to: Literal["weights", "all"] = Field(
+        "weights", description='ASAM scales parameters named "weight" (the authors\' release; biases get T = 1) '
+        'or all of them')
     m: PositiveInt | None = Field(None, description="m-sharpness: examples per perturbation (default: the batch)")
 
 
