@@ -94,6 +94,8 @@ class DataSpec(_Parameterised):
     val_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="share of training data held out")
     normalize: Literal["global", "channel", "none"] = "global"
     seed: int = Field(0, description="seed of the data draw and splits, shared by all trials")
+    resample: bool = Field(False, description="each trial draws its own data (pairs, pools, splits) from "
+                           "data.seed combined with the trial's seed")
 
 
 class ModelSpec(_Parameterised):
