@@ -217,6 +217,8 @@ class Checkpoints(_Section):
 class Study(_Section):
     name: str = "study"
     description: str = ""
+    deviations: list[str] = Field([], description="every deliberate departure from the published set-up the "
+                                  "study reproduces (data, model, epochs, ...) and why; shown in the report")
     plugins: list[str] = Field([], description="modules imported first; they may register components")
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
