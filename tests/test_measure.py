@@ -20,8 +20,9 @@ def test_grad_stats_and_noise_scale_from_the_cli_are_stored(tiny_spec, tmp_path,
     assert [r["batch_size"] for r in rows] == [1, 16, 128]
     norms = [r["grad_norm_mean"] for r in rows]
     assert norms[0] > norms[1] > norms[2]  # averaging more examples cancels more noise
-    assert rows[0]["diversity_mean"] == pytest.approx(1.0)  # one example: Σ‖g_i‖ = ‖Σ g_i‖
-    assert 1.0 < rows[2]["diversity_mean"] <= 128 ** 0.5 * 10
+    assert rows[0]["norm_ratio_mean"] == pytest.approx(1.0)  # one example: Σ‖g_i‖ = ‖Σ g_i‖
+    assert rows[0]["diversity_yin_mean"] == pytest.approx(1.0)
+    assert 1.0 < rows[2]["norm_ratio_mean"] <= 128 ** 0.5 * 10
 
     done = cli("noise-scale", str(tiny_spec), "--after-epochs", "0", "2", "--small", "8", "--big", "64",
                     "--batches", "100", "--out", str(out), "--json")

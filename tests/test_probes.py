@@ -130,7 +130,7 @@ def test_two_batch_estimates_invert_the_expectation():
     assert two_batch_estimates(finite(10), finite(250), 10, 250, population=500) == pytest.approx((g2, trace))
 
 
-def test_gradient_diversity_is_one_for_copies_and_root_n_for_orthogonal_gradients():
+def test_gradient_diversity_and_norm_ratio_for_copies_and_orthogonal_gradients():
     model = nn.Linear(4, 1, bias=False)
     with torch.no_grad():
         model.weight.fill_(1.0)
@@ -139,9 +139,11 @@ def test_gradient_diversity_is_one_for_copies_and_root_n_for_orthogonal_gradient
         return ((out.squeeze(-1) - target) ** 2).mean() / 2
 
     orthogonal = gradient_norms(model, loss, torch.eye(4), torch.zeros(4), 4, batches=2, diversity_batches=2)
-    assert orthogonal["diversity_mean"] == pytest.approx(math.sqrt(4))
+    assert orthogonal["norm_ratio_mean"] == pytest.approx(math.sqrt(4))
+    assert orthogonal["diversity_yin_mean"] == pytest.approx(1.0)  # Σ‖g_i‖² = ‖Σ g_i‖² when orthogonal
     copies = gradient_norms(model, loss, torch.ones(4, 4), torch.zeros(4), 4, batches=2, diversity_batches=2)
-    assert copies["diversity_mean"] == pytest.approx(1.0)
+    assert copies["norm_ratio_mean"] == pytest.approx(1.0)
+    assert copies["diversity_yin_mean"] == pytest.approx(1 / 4)  # 4‖g‖² / ‖4g‖²
 
 
 def test_probe_table_validation():

@@ -75,11 +75,12 @@ class Minimum:
 
 
 @analysis("sharpness", headline=["sharpness", "sharpness_subspace"],
-          details=("evaluations", "optimizer", "evaluations_subspace", "optimizer_subspace"))
+          details=("evaluations", "optimizer", "evaluations_subspace", "optimizer_subspace", "subspace_columns"))
 def sharpness(minimum: Minimum, *, epsilon: PositiveFloat = 1e-3, subspace: NonNegativeInt = 100,
               max_iter: PositiveInt = 10, split: SplitName = "train", examples: NonNegativeInt = 0,
-              seed: int = 0) -> dict[str, Any]:
-    """Keskar's ε-sharpness in the full space and in a random ``subspace``-dimensional one (0: skip)."""
+              seed: int = 0, subspace_columns: Literal["unit", "normal"] = "unit") -> dict[str, Any]:
+    """Keskar's ε-sharpness in the full space and in a random ``subspace``-dimensional one (0: skip);
+    the subspace's columns unit-length (the public implementation) or standard normal."""
     from batchlab.analysis.sharpness import epsilon_sharpness, random_subspace
 
     objective = minimum.objective(split, examples, seed)
@@ -92,9 +93,10 @@ def sharpness(minimum: Minimum, *, epsilon: PositiveFloat = 1e-3, subspace: NonN
     x = objective.theta.double().cpu().numpy()
     out = epsilon_sharpness(f, x, epsilon, max_iter=max_iter, seed=seed)
     if subspace:
-        A = random_subspace(len(x), subspace, seed + minimum.seed)
+        A = random_subspace(len(x), subspace, seed + minimum.seed, subspace_columns)
         sub = epsilon_sharpness(f, x, epsilon, A=A, max_iter=max_iter, seed=seed)
         out.update({f"{k}_subspace": v for k, v in sub.items() if k not in ("loss", "epsilon")})
+        out["subspace_columns"] = subspace_columns
     return out
 
 

@@ -3,6 +3,11 @@
 A dataset builder returns raw train/test arrays; `load_data` then applies what every dataset shares:
 a training subset, a validation split carved from training data, and normalization with training
 statistics only (so nothing about the test set leaks into the inputs).
+
+Every draw (MNIST's pools, seed 000's pairs, the subset, the validation split) comes from one seed:
+``data.seed``, shared by all trials, so a study's ± is over initializations and batch orders only; or,
+with ``data.resample = true``, ``data.seed`` combined with the trial's own seed (``trial_data``), so
+each trial trains and is tested on its own draw and the ± covers the data too.
 """
 
 from __future__ import annotations
@@ -162,17 +167,36 @@ def _normalize(splits: dict[str, Split], how: str) -> dict[str, Split]:
     return {name: Split((s.x - mean) / std, s.y) for name, s in splits.items()}
 
 
+def trial_data(data: dict[str, Any], trial: int) -> dict[str, Any]:
+    """A run's [data] section for its trial: unchanged unless ``resample``, which records the trial
+    (``data.trial``) so the draw and the loader's cache key are the trial's own."""
+    return {**data, "trial": trial} if data.get("resample") else data
+
+
+def draw_seed(data: dict[str, Any]) -> int:
+    """The seed every draw of the data comes from: ``data.seed``, or with ``resample`` a seed derived
+    from (data.seed, trial) by numpy's SeedSequence, so nearby pairs give unrelated streams."""
+    if not data.get("resample"):
+        return int(data.get("seed", 0))
+    entropy = [int(data.get("seed", 0)), int(data.get("trial", 0))]
+    return int(np.random.SeedSequence([abs(v) for v in entropy]).generate_state(1)[0])
+
+
 def load_data(spec: dict[str, Any]) -> DataSplits:
-    """Build the splits named by a resolved [data] section (cached per process: trials share it)."""
+    """Build the splits named by a resolved [data] section (cached per process by the whole section,
+    so trials share one draw, and with ``resample`` each trial's draw is its own)."""
     return _load_cached(json.dumps(spec, sort_keys=True))
 
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(spec_json: str) -> DataSplits:
     spec = json.loads(spec_json)
-    generic = {k: spec.pop(k) for k in ("subset", "val_fraction", "normalize", "seed")}
-    raw: RawData = check_raw(datasets.build(spec, generic["seed"]), spec["name"])
-    rng = np.random.default_rng(generic["seed"] + 1)
+    seed = draw_seed(spec)
+    for key in ("seed", "resample", "trial"):
+        spec.pop(key, None)
+    generic = {k: spec.pop(k) for k in ("subset", "val_fraction", "normalize")}
+    raw: RawData = check_raw(datasets.build(spec, seed), spec["name"])
+    rng = np.random.default_rng(seed + 1)
     x, y = raw.train
     order = rng.permutation(len(y))
     if generic["subset"]:

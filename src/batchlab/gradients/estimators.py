@@ -76,14 +76,19 @@ def two_batch_estimates(small_sq: float, big_sq: float, b_small: float, b_big: f
     return big_sq - trace * share(b_big), trace
 
 
-def half_batch_estimates(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """(‖G‖², tr Σ) from one batch: its two halves are the small batches, their mean the big one."""
+def half_batch_estimates(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tensor,
+                         population: int | None = None) -> tuple[float, float]:
+    """(‖G‖², tr Σ) from one batch: its two halves are the small batches, their mean the big one.
+
+    ``population``: the number of examples the batch was drawn from without replacement (the
+    training set); then a batch of the whole set gives ‖G‖² exactly.
+    """
     half = len(y) // 2
     g1 = batch_gradient(model, loss, x[:half], y[:half])
     g2 = batch_gradient(model, loss, x[half : 2 * half], y[half : 2 * half])
     small_sq = float((g1.square().sum() + g2.square().sum()) / 2)
     big_sq = float(((g1 + g2) / 2).square().sum())
-    return two_batch_estimates(small_sq, big_sq, half, 2 * half)
+    return two_batch_estimates(small_sq, big_sq, half, 2 * half, population)
 
 
 def random_batches(n: int, size: int, count: int, generator: torch.Generator) -> Iterator[torch.Tensor]:

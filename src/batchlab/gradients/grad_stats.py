@@ -3,6 +3,13 @@
 A larger batch averages more per-example gradients, so its gradient's norm falls towards the
 full-data gradient's as the noise averages out; gradient diversity measures how different the
 per-example gradients are, which bounds the batch size beyond which SGD stops speeding up.
+
+Two ratios over a batch's per-example gradients g_i, each under its own name:
+
+- ``diversity_yin``: Yin et al.'s gradient diversity Σ‖g_i‖² / ‖Σ g_i‖², 1/B for B identical
+  gradients, 1 for orthogonal ones of equal length; B·diversity_yin bounds the useful batch size;
+- ``norm_ratio``: Σ‖g_i‖ / ‖Σ g_i‖, how much of the gradients' total length the sum keeps
+  (1 for identical gradients, √B for orthogonal ones; Chang & Pathak's "competition" argument).
 """
 
 from __future__ import annotations
@@ -21,8 +28,9 @@ from batchlab.losses import Loss
 
 def gradient_norms(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tensor, batch_size: int, batches: int,
                    seed: int = 0, diversity_batches: int = 0) -> dict[str, Any]:
-    """Norm of the batch gradient over ``batches`` random batches (mean, std), and the mean gradient
-    diversity ratio Σ‖g_i‖/‖Σ g_i‖ over ``diversity_batches`` of them (per-example gradients)."""
+    """Norm of the batch gradient over ``batches`` random batches (mean, std), and over
+    ``diversity_batches`` more (per-example gradients) Yin et al.'s gradient diversity
+    Σ‖g_i‖²/‖Σ g_i‖² (``diversity_yin_*``) and the norm ratio Σ‖g_i‖/‖Σ g_i‖ (``norm_ratio_*``)."""
     generator = torch.Generator().manual_seed(seed)
     norms = np.array([float(batch_gradient(model, loss, x[idx], y[idx]).norm())
                       for idx in random_batches(len(y), batch_size, batches, generator)])
@@ -32,12 +40,15 @@ def gradient_norms(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tenso
                            # Shen's (2018) number: the norm of the *summed* gradient, B times the mean's
                            "sum_norm_mean": float(batch_size * norms.mean())}
     if diversity_batches:
-        ratios = []
+        yin, ratio = [], []
         for idx in random_batches(len(y), batch_size, diversity_batches, generator):
             per_example = per_example_gradients(model, loss, x[idx], y[idx])
-            ratios.append(float(per_example.norm(dim=1).sum() / per_example.sum(0).norm()))
-        out["diversity_mean"] = float(np.mean(ratios))
-        out["diversity_std"] = float(np.std(ratios, ddof=1)) if len(ratios) > 1 else None
+            total = per_example.sum(0)
+            yin.append(float(per_example.square().sum() / total.square().sum()))
+            ratio.append(float(per_example.norm(dim=1).sum() / total.norm()))
+        for name, values in (("diversity_yin", yin), ("norm_ratio", ratio)):
+            out[f"{name}_mean"] = float(np.mean(values))
+            out[f"{name}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
     return out
 
 

@@ -39,8 +39,16 @@ def noise_scale(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tensor, 
 class GradientNoise(Probe):
     """The simple noise scale B_simple = tr(Σ)/‖G‖² (McCandlish et al. 2018) tracked during training.
 
-    Every ``every`` steps, the step's batch is split in halves; the gradients of the halves (B/2) and
-    of the whole (B) give the unbiased estimates of ‖G‖² and tr(Σ) (``noise.two_batch_estimates``).
+    Every ``every`` steps, the step's batch is split in halves *before the update it drives*; the
+    gradients of the halves (B/2) and of the whole (B) give the unbiased estimates of ‖G‖² and tr(Σ)
+    (``estimators.half_batch_estimates``). Two things keep them unbiased:
+
+    - the batch is measured at the weights its gradient is taken at (``before_step``): after the
+      update the batch has just been descended on, and its gradient is smaller than a fresh one's;
+    - the batches are drawn without replacement from the N training examples (each epoch is a
+      permutation), so the estimator takes N (``set_train_size``); without it, ‖G‖² would average
+      ‖G‖² − tr(Σ)/(N − 1), and at batch N it would not be the exact full gradient.
+
     Both are averaged over the epoch separately, then divided, as the paper advises. Costs one extra
     forward and backward pass per probed step.
     """
@@ -54,11 +62,11 @@ class GradientNoise(Probe):
         super().begin(model, loss)
         self.count, self.g2, self.trace = 0, [], []
 
-    def after_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def before_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         self.count += 1
         if self.count % self.every or len(y) < 2:
             return
-        g2, trace = half_batch_estimates(self.model, self.loss, x, y)
+        g2, trace = half_batch_estimates(self.model, self.loss, x, y, population=self.train_size)
         self.g2.append(g2)
         self.trace.append(trace)
 

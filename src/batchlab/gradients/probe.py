@@ -1,8 +1,13 @@
 """Probes: what training does to the weights, measured while it runs (``train.probes`` in a spec).
 
-A probe sees the model before training (``begin``), optionally after every update (``after_step``),
-and at the end of every epoch (``end_epoch``), where it returns metrics that join the epoch's
-record in the results store. Per-step values (``series``) are stored whole when asked for.
+A probe sees the model before training (``begin``), the size of the training set
+(``set_train_size``), optionally every batch just before its update (``before_step``) and just after
+it (``after_step``), and the end of every epoch (``end_epoch``), where it returns metrics that join
+the epoch's record in the results store. Per-step values (``series``) are stored whole when asked for.
+
+A quantity of the gradient belongs in ``before_step``: there the weights are those the batch's
+gradient is taken at, while after the update the batch has just been descended on and its gradient
+is smaller than a fresh batch's.
 
 Probes never change the run: they read the weights, and anything that needs a forward pass
 saves and restores the random state and leaves batch-norm statistics alone. Their time is kept
@@ -43,9 +48,17 @@ class Probe:
     """The hooks the engine calls; a probe overrides the ones it needs."""
 
     per_step = False
+    train_size: int | None = None  # the number of training examples; None until the engine says
 
     def begin(self, model: nn.Module, loss: Loss) -> None:
         self.model, self.loss = model, loss
+
+    def set_train_size(self, n: int) -> None:
+        """The engine tells the probe how many examples each epoch's batches are drawn from."""
+        self.train_size = n
+
+    def before_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        pass
 
     def after_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         pass

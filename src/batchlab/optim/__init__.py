@@ -60,7 +60,7 @@ def lars(params: Params, lr: float, *, momentum: Momentum = 0.9, weight_decay: N
 
 
 @optimizers.register("lamb")
-def lamb(params: Params, lr: float, *, betas: tuple[Beta, Beta] = (0.9, 0.999), eps: PositiveFloat = 1e-6,
+def lamb(params: Params, lr: float, *, betas: tuple[Beta, Beta] = (0.9, 0.999), eps: NonNegativeFloat = 1e-6,
          weight_decay: NonNegativeFloat = 0.0, trust_coefficient: PositiveFloat = 1.0, adapt_all: bool = False
          ) -> torch.optim.Optimizer:
     """LAMB (You et al. 2019): Adam's direction with a layer-wise trust ratio c·‖w‖/‖r‖."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from batchlab.data import trial_data
 from batchlab.errors import SpecError
 from batchlab.spec.reading import SPEC_DIR_KEY, check_sections, deep_merge, set_dotted, sweep_hint
 from batchlab.spec.schema import Study, check_plugin_names
@@ -143,7 +144,8 @@ def plan_study(doc: dict[str, Any], *, quick: bool = False, sets: list[tuple[str
             continue
         seen.add(config_id)
         for seed in range(study.sweep.trials):
-            runs.append(RunSpec(f"{config_id}-s{seed}", config_id, seed, {**config, "seed": seed}, overrides))
+            trial = {**config, "seed": seed, "data": trial_data(config["data"], seed)}
+            runs.append(RunSpec(f"{config_id}-s{seed}", config_id, seed, trial, overrides))
     return StudyPlan(study, runs)
 
 

@@ -124,6 +124,8 @@ class DataSpec(_Parameterised):
     val_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="share of training data held out")
     normalize: Literal["global", "channel", "none"] = "global"
     seed: int = Field(0, ge=0, lt=2**32, description="seed of the data draw and splits, shared by all trials")
+    resample: bool = Field(False, description="each trial draws its own data (pairs, pools, splits) from "
+                           "data.seed combined with the trial's seed")
 
 
 class ModelSpec(_Parameterised):
@@ -150,6 +152,9 @@ class Sam(_Section):
     rho: NonNegativeFloat = 0.05
     adaptive: bool = False
     eta: NonNegativeFloat = Field(0.01, description="ASAM's offset in T = |w| + eta")
+    adaptive_to: Literal["weights", "all"] = Field(
+        "weights", description='ASAM scales parameters named "weight" (the authors\' release; biases get T = 1) '
+        'or all of them')
     m: Count | None = Field(None, description="m-sharpness: examples per perturbation (default: the batch)")
 
 
@@ -257,6 +262,8 @@ class Checkpoints(_Section):
 class Study(_Section):
     name: Annotated[str, AfterValidator(check_study_name)] = "study"
     description: str = ""
+    deviations: list[str] = Field([], description="every deliberate departure from the published set-up the "
+                                  "study reproduces (data, model, epochs, ...) and why; shown in the report")
     plugins: Annotated[list[str], BeforeValidator(check_plugin_names)] = Field(
         [], description="modules imported first (from sys.path or the spec file's folder); they may register "
         "components")

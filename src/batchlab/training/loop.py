@@ -103,7 +103,16 @@ def train_run(config: dict[str, Any], on_epoch: EpochCallback, data: DataSplits 
     active = [probes.build({"name": name, **params}) for name, params in config.get("probes", {}).items()]
     for probe in active:
         probe.begin(model, loss)
+        probe.set_train_size(n)
     step_probes = [p for p in active if p.per_step]
+
+    def probe_step(hook: str, xb: torch.Tensor, yb: torch.Tensor) -> float:
+        """Every per-step probe's ``before_step`` or ``after_step`` on the whole batch; its seconds."""
+        start = time.perf_counter()
+        for probe in step_probes:
+            getattr(probe, hook)(xb, yb)
+        return time.perf_counter() - start
+
     splits = data.named_splits()
     tally, book = Tally(n), RunBook(config, timetable)
 
@@ -139,6 +148,8 @@ def train_run(config: dict[str, Any], on_epoch: EpochCallback, data: DataSplits 
         for i, lr in enumerate(rates):
             set_rate(lr)
             xb, yb = xs[i * batch : (i + 1) * batch], ys[i * batch : (i + 1) * batch]
+            if step_probes:  # an empty list: a run without probes does no probe work
+                probe_seconds += probe_step("before_step", xb, yb)
             x_step, y_step = xb, yb
             if world is not None:  # this process's shard, its loss scaled so the average stays exact
                 x_step, y_step, objective.factor = world.shard(xb, yb)
@@ -148,11 +159,8 @@ def train_run(config: dict[str, Any], on_epoch: EpochCallback, data: DataSplits 
                 optimizer.step()
             else:
                 alternative(x_step, y_step)
-            if step_probes:  # an empty list: a run without probes does no probe work
-                probe_start = time.perf_counter()
-                for probe in step_probes:
-                    probe.after_step(xb, yb)
-                probe_seconds += time.perf_counter() - probe_start
+            if step_probes:
+                probe_seconds += probe_step("after_step", xb, yb)
         seconds = clock(device) - start - probe_seconds
         tally.add_epoch(len(rates), batch, seconds)
         metrics = measure(epoch, (rates[0], rates[-1]), batch, seconds, probe_seconds)

@@ -46,6 +46,8 @@ def why_not(config: dict[str, Any], model: nn.Module | None = None) -> str | Non
     train = config["train"]
     if config.get("probes"):
         return "probes read one model at a time"
+    if config["data"].get("resample"):
+        return "each trial draws its own data (data.resample)"
     if train["processes"] > 1:
         return "data-parallel runs span several processes each"
     if train["sam"] is not None or train["accumulate"] > 1 or train["clip_grad_norm"] is not None:

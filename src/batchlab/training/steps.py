@@ -7,7 +7,8 @@ composes with every optimizer:
 - gradient accumulation: the batch runs as micro-batches whose gradients add up to the batch's
   (each micro-batch loss is weighted by its share of the batch, so uneven splits are exact too);
 - SAM (Foret et al.) and ASAM (Kwon et al.): the gradient is taken at the worst point of a ball of
-  radius rho around the weights, ``ε = rho · T²g / ‖Tg‖`` with T = 1 (SAM) or T = |w| + eta (ASAM);
+  radius rho around the weights, ``ε = rho · T²g / ‖Tg‖`` with T = 1 (SAM) or T = |w| + eta (ASAM,
+  on weights only by default, as the authors' release does; see ``_perturbation``);
   with ``m`` set, every chunk of m examples gets its own ε (m-sharpness). The second pass must not
   move batch-norm running statistics: they are frozen while it runs;
 - gradient clipping by global norm, applied to whatever gradient the rule produced;
@@ -60,16 +61,30 @@ def _grads(params: list[torch.Tensor]) -> list[torch.Tensor]:
     return [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
 
 
-def _perturbation(params: list[torch.Tensor], grads: list[torch.Tensor], rho: float, adaptive: bool, eta: float
-                  ) -> list[torch.Tensor]:
-    """ε = rho · T²g / ‖Tg‖, the steepest ascent step of length rho in the (scaled) ball."""
+def _perturbation(params: list[torch.Tensor], grads: list[torch.Tensor], rho: float, adaptive: bool, eta: float,
+                  scaled: list[bool] | None = None) -> list[torch.Tensor]:
+    """ε = rho · T²g / ‖Tg‖, the steepest ascent step of length rho in the (scaled) ball.
+
+    SAM: T = 1. ASAM (Kwon et al. 2021): T = |w| + eta elementwise on the parameters marked in
+    ``scaled`` and T = 1 on the rest. The authors' release (SamsungLabs/ASAM) scales the parameters
+    whose name contains "weight" (layers' weights, batch norm's scale) and leaves biases unscaled;
+    ``alternative_steps`` marks them so by default, or every parameter with ``sam.adaptive_to = "all"``.
+    ``scaled = None`` scales every parameter.
+    """
     if adaptive:
-        scales = [p.detach().abs() + eta for p in params]
-        scaled = [s * g for s, g in zip(scales, grads, strict=True)]
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(v) for v in scaled]))
-        return [s * v * (rho / (norm + 1e-12)) for s, v in zip(scales, scaled, strict=True)]
+        marks = scaled if scaled is not None else [True] * len(params)
+        scales = [p.detach().abs() + eta if mark else None for p, mark in zip(params, marks, strict=True)]
+        tg = [g if s is None else s * g for s, g in zip(scales, grads, strict=True)]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(v) for v in tg]))
+        return [(v if s is None else s * v) * (rho / (norm + 1e-12)) for s, v in zip(scales, tg, strict=True)]
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
     return [g * (rho / (norm + 1e-12)) for g in grads]
+
+
+def asam_scaled(model: nn.Module, to: str) -> list[bool]:
+    """Which trainable parameters get ASAM's T = |w| + eta: those named "…weight…" (the authors'
+    release), or all of them (``to = "all"``)."""
+    return [to == "all" or "weight" in name for name, p in model.named_parameters() if p.requires_grad]
 
 
 def alternative_steps(model: nn.Module, loss: Loss, optimizer: torch.optim.Optimizer, train: dict[str, Any]
@@ -112,6 +127,8 @@ def alternative_steps(model: nn.Module, loss: Loss, optimizer: torch.optim.Optim
         _add_gradient(model, loss, x, y, -(-len(y) // accumulate), 1.0)
         finish()
 
+    scaled = asam_scaled(model, sam.get("adaptive_to", "weights")) if sam is not None else None
+
     def sharpness_aware(x: torch.Tensor, y: torch.Tensor) -> None:
         n, group = len(y), sam["m"] or len(y)
         piece = -(-len(y) // accumulate)
@@ -120,7 +137,7 @@ def alternative_steps(model: nn.Module, loss: Loss, optimizer: torch.optim.Optim
             xg, yg = x[start : start + group], y[start : start + group]
             optimizer.zero_grad(set_to_none=True)
             _add_gradient(model, loss, xg, yg, piece, 1.0)
-            eps = _perturbation(params, _grads(params), sam["rho"], sam["adaptive"], sam["eta"])
+            eps = _perturbation(params, _grads(params), sam["rho"], sam["adaptive"], sam["eta"], scaled)
             with torch.no_grad():
                 for p, e in zip(params, eps, strict=True):
                     p.add_(e)
