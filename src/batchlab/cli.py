@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from batchlab.errors import SpecError
+from batchlab.errors import EnvironmentFailure, SpecError, Terminated, os_failure
 
 
 def _parser() -> argparse.ArgumentParser:
+    from batchlab import __version__
+
     parser = argparse.ArgumentParser(prog="batchlab", description="Batch-size studies of neural-network training.")
+    parser.add_argument("--version", action="version", version=f"batchlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a study: a spec file or a built-in recipe name")
@@ -91,26 +99,62 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--jobs", type=int, help="worker processes when several runs are analysed (default: all cores)")
     analyze.add_argument("--json", action="store_true", help="print the results as JSON")
 
-    export = sub.add_parser("export", help="write runs and per-epoch metrics as CSV files")
-    export.add_argument("directory")
-    export.add_argument("--csv", action="store_true", required=True, help="CSV format (runs.csv, epochs.csv)")
-    export.add_argument("--to", help="destination directory (default: the results directory)")
+    export = sub.add_parser("export", help="results to CSV files, TensorBoard event files or MLflow runs")
+    export.add_argument("directories", nargs="+", metavar="DIR", help="one or more results directories")
+    export.add_argument("--format", choices=["csv", "tensorboard", "mlflow"], default="csv",
+                        help="csv: runs.csv and epochs.csv; tensorboard: one event folder per run; mlflow: one "
+                             "MLflow run per run (pip install 'batchlab[mlflow]') (default: csv)")
+    export.add_argument("--csv", action="store_true", help=argparse.SUPPRESS)  # the older spelling of --format csv
+    export.add_argument("--to", help="destination folder, or an MLflow tracking URI (default: each directory itself)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every failure a user can cause or meet is one line on stderr and an exit code:
+    2 bad input, 1 the machine (a full disk), 130 Ctrl-C, 143 SIGTERM, never a traceback."""
+    for stream in (sys.stdout, sys.stderr):  # a name the terminal cannot encode is escaped, not a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
     commands = {"run": cmd_run, "ls": cmd_ls, "recipes": cmd_recipes, "export": cmd_export,
                 "noise-scale": cmd_measure, "grad-stats": cmd_measure, "memory": cmd_measure,
                 "analyze": cmd_analyze, "report": cmd_report}
+    with _sigterm_as_interrupt():
+        try:
+            return commands[args.command](args)
+        except (SpecError, EnvironmentFailure) as e:
+            return _fail(str(e), e.exit_code)
+        except BrokenPipeError:  # `batchlab ls DIR | head -1`: the reader left; that is not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        except OSError as e:
+            failure = os_failure(e, "batchlab")
+            return _fail(str(failure), failure.exit_code)
+        except KeyboardInterrupt as stop:
+            said = stop.args[0] if stop.args else "interrupted; what finished is stored; run the same command again"
+            return _fail(said, 143 if isinstance(stop, Terminated) else 130, prefix="batchlab: ")
+
+
+def _fail(message: str, code: int, prefix: str = "batchlab: error: ") -> int:
+    print(f"{prefix}{message}", file=sys.stderr)
+    return code
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C (workers stopped, the store closed); only the main thread can listen."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Terminated("terminated; what finished is stored; run the same command again to continue")
+
+    before = signal.signal(signal.SIGTERM, stop)
     try:
-        return commands[args.command](args)
-    except SpecError as e:
-        print(f"batchlab: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("batchlab: interrupted; finished epochs are stored; run again to resume", file=sys.stderr)
-        return 130
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _say(line: str) -> None:
@@ -130,6 +174,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     parallel = f" ({study.world.size} processes per run)" if study.world else ""
     _print_table(study.rows, f"{study.plan.study.name}: {study.directory}{parallel}")
+    if study.claims:
+        from batchlab.results.claims import counts_line
+
+        print(counts_line(study.claims))
     if study.report is not None:
         print(f"report: {study.report}")
     return 0
@@ -226,11 +274,20 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         importlib.import_module(module)
     from batchlab.analysis import DETAILS, HEADLINES, PAIRWISE, analyses
     from batchlab.analysis.runner import analyze_directory
+    from batchlab.results.lock import writer_lock
+    from batchlab.results.store import ResultsStore
+    from batchlab.spec.plan import import_plugins
     from batchlab.sweep.workers import default_jobs
 
     directory = Path(args.directory)
     if not (directory / "results.db").exists():
         raise SpecError(f"no results in {str(directory)!r} (no results.db)")
+    store = ResultsStore.open_read(directory)
+    try:  # the study's plug-ins, from where its spec was: its models and data must be rebuilt
+        plugins = sorted({p for r in store.run_rows() for p in r["config"].get("plugins", [])})
+        import_plugins(plugins, [d for d in [store.meta("spec_directory")] if d])
+    finally:
+        store.close()
     try:
         params = analyses.resolve({**dict(parse_override(p) for p in args.param), "name": args.analysis})
     except ValueError as e:
@@ -240,9 +297,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         raise SpecError(f"--pair is for pairwise analyses ({', '.join(sorted(PAIRWISE))}), not {args.analysis!r}")
     if args.jobs is not None and args.jobs < 1:
         raise SpecError(f"--jobs must be at least 1, got {args.jobs}")
-    rows = analyze_directory(directory, args.analysis, params, run_ids=args.run,
-                             pairs=[tuple(p) for p in args.pair] if args.pair else None, epoch=args.epoch,
-                             jobs=args.jobs or default_jobs())
+    with writer_lock(directory):
+        rows = analyze_directory(directory, args.analysis, params, run_ids=args.run,
+                                 pairs=[tuple(p) for p in args.pair] if args.pair else None, epoch=args.epoch,
+                                 jobs=args.jobs or default_jobs())
     rows.sort(key=lambda row: (row[1], row[2]))
     if args.json:
         print(json.dumps([{"config_id": c, "seed": s, "label": label, **data} for _, c, s, label, data in rows],
@@ -265,12 +323,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from batchlab.results.store import load
+    from batchlab.results.export import export
 
-    results = load(args.directory)
-    to = Path(args.to or args.directory)
-    to.mkdir(parents=True, exist_ok=True)
-    results.runs.to_csv(to / "runs.csv", index=False)
-    results.epochs.to_csv(to / "epochs.csv", index=False)
-    print(f"wrote {to / 'runs.csv'} ({len(results.runs)} runs) and {to / 'epochs.csv'} ({len(results.epochs)} rows)")
+    for line in export([Path(d) for d in args.directories], "csv" if args.csv else args.format, args.to):
+        print(line)
     return 0

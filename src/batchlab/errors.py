@@ -21,6 +21,10 @@ class EnvironmentFailure(RuntimeError):
     exit_code = 1
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: workers stopped, what finished kept, exit 143."""
+
+
 class BatchlabWarning(UserWarning):
     """A set-up that runs but may not mean what its author thinks (the CLI reports each once per study)."""
 

@@ -20,7 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from batchlab.errors import SpecError
-from batchlab.results.store import ResultsStore, load
+from batchlab.paths import check_output_dir, default_output_dir
+from batchlab.results.claims import check_all
+from batchlab.results.lock import writer_lock
+from batchlab.results.store import DONE, ResultsStore, load
 from batchlab.results.summary import summarize
 from batchlab.spec import RunSpec, StudyPlan, parse_override, plan_study, read_document
 from batchlab.sweep.events import Reporter
@@ -57,47 +60,70 @@ class StudyRun:
     notes: list[str]
     report: Path | None
     world: World | None = None
+    claims: list[dict[str, Any]] = field(default_factory=list)  # each claim's verdict (results/claims.py)
 
 
-def run_study(target: str | dict[str, Any], options: RunOptions, progress: Callable[[int], Reporter], say: Say = lambda line: None
-              ) -> StudyRun | None:
+def run_study(target: str | dict[str, Any], options: RunOptions, progress: Callable[[int], Reporter],
+              say: Say = lambda line: None) -> StudyRun | None:
     """Run a study from a spec file, a recipe name or a spec already read (a dict); None in a
     torchrun process other than rank 0.
 
     ``progress(total_runs)`` makes the progress display (a context manager); ``say`` receives the
-    study's warnings and notes as they arise.
+    study's warnings and notes as they arise. The results directory is this process's alone while it
+    writes (results/lock.py); an interrupt stops the workers and says what is kept.
     """
     world = world_from_environment()  # started by torchrun: this process is one rank of every run
     plan = plan_runs(target, options, world)
     out = output_directory(plan, options)
-    if world is not None:
-        if not _execute_in_world(plan, out, world, progress, say):
+    notes: list[str] = []
+    jobs = 1 if world is not None or _on_gpu(plan.runs) else (options.jobs or _default_jobs())
+    try:
+        if world is not None and world.rank != 0:
+            _execute_in_world(plan, None, world, progress, say)
             return None
-        notes: list[str] = []
-        jobs = 1
-    else:
-        store = open_store(plan, out, say)
-        try:
-            jobs = options.jobs or (1 if _on_gpu(plan.runs) else _default_jobs())
-            with progress(len(plan.runs)) as reporter:
-                from batchlab.sweep import execute
+        with writer_lock(out):
+            store = open_store(plan, out, options.quick, say)
+            try:
+                with progress(len(plan.runs)) as reporter:
+                    if world is not None:
+                        _execute_in_world(plan, store, world, progress, say, reporter)
+                    else:
+                        from batchlab.sweep import execute
 
-                notes = execute(plan.runs, store, jobs, reporter, vectorize=options.vectorize,
-                                executor=options.executor, address=options.address)
-        finally:
-            store.close()
-    for note in notes:
-        say(f"note: {note}")
-    analyze_after_sweep(out, plan.runs, jobs)
-    for name in measure_after_sweep(out, plan):
-        say(f"measured {name} on configuration {plan.runs[0].config_id}")
-    rows = summarize(load(out), config_ids=list(dict.fromkeys(r.config_id for r in plan.runs)))
+                        notes = execute(plan.runs, store, options.jobs or jobs, reporter, vectorize=options.vectorize,
+                                        executor=options.executor, address=options.address)
+            finally:
+                store.close()
+            for note in notes:
+                say(f"note: {note}")
+            analyze_after_sweep(out, plan.runs, jobs)
+            for name in measure_after_sweep(out, plan):
+                say(f"measured {name} on configuration {plan.runs[0].config_id}")
+    except KeyboardInterrupt as stop:
+        raise type(stop)(_kept(out, plan)) from None
+    results = load(out)
+    rows = summarize(results, config_ids=list(dict.fromkeys(r.config_id for r in plan.runs)))
+    claims = check_all(plan.study.claims, results) if plan.study.claims else []
     report = None
     if options.report:
         from batchlab.report import write_report
 
-        report = write_report(out)
-    return StudyRun(out, plan, rows, notes, report, world)
+        report = write_report(out, quick=options.quick)
+    return StudyRun(out, plan, rows, notes, report, world, claims)
+
+
+def _kept(out: Path, plan: StudyPlan) -> str:
+    """What an interrupted study keeps, and how to go on."""
+    try:
+        store = ResultsStore.open_read(out)
+        try:
+            done = sum(store.status(r.run_id) in DONE for r in plan.runs)
+        finally:
+            store.close()
+    except Exception:  # noqa: BLE001 - the message must come out whatever the store's state
+        return f"interrupted; finished runs are stored in {out}; run the same command again to continue"
+    return (f"interrupted; {done} of {len(plan.runs)} runs are finished and stored in {out}; runs in flight are "
+            "redone from their start; run the same command again to continue")
 
 
 def plan_runs(target: str | dict[str, Any], options: RunOptions, world: World | None = None) -> StudyPlan:
@@ -126,29 +152,34 @@ def plan_runs(target: str | dict[str, Any], options: RunOptions, world: World | 
 
 
 def output_directory(plan: StudyPlan, options: RunOptions) -> Path:
-    out = Path(options.out or Path("runs") / (plan.study.name + ("-quick" if options.quick else "")))
+    """``--out``, else runs/<study name>[-quick]: checked and created before any work."""
+    out = Path(options.out) if options.out else default_output_dir(plan.study.name, options.quick)
     if options.resume and not (out / "results.db").exists():
         raise SpecError(f"--resume: nothing to resume in {str(out)!r}")
-    return out
+    return check_output_dir(out, "--out" if options.out else "output directory")
 
 
-def open_store(plan: StudyPlan, out: Path, say: Say) -> ResultsStore:
-    """Check the study against its data (warnings said once), then open its store with the study and
-    its runs recorded."""
+def open_store(plan: StudyPlan, out: Path, quick: bool, say: Say) -> ResultsStore:
+    """Check the study against its data and the machine (warnings said once), then open its store
+    with the study, where it ran, and its runs recorded."""
+    from batchlab.report.environment import environment
     from batchlab.sweep.preflight import preflight
 
-    for warning in preflight(plan.runs):
+    for warning in preflight(plan.runs, plan.study.measure):
         say(f"warning: {warning}")
     store = ResultsStore(out)
     store.set_meta("study", plan.study.model_dump(exclude={"quick"}))
+    store.set_meta("quick", quick)
+    store.set_meta("environment", environment())
+    store.set_meta("spec_directory", plan.spec_directory)
     store.plan(plan.runs)
     return store
 
 
-def _execute_in_world(plan: StudyPlan, out: Path, world: World, progress: Callable[[int], Reporter], say: Say
-                      ) -> bool:
+def _execute_in_world(plan: StudyPlan, store: ResultsStore | None, world: World,
+                      progress: Callable[[int], Reporter], say: Say, reporter: Reporter | None = None) -> None:
     """``torchrun --nproc-per-node N -m batchlab run SPEC``: every rank trains every run on its shard
-    of each batch; rank 0 alone writes the store (and goes on to analyses and the report: True)."""
+    of each batch; rank 0 (with the store and the reporter) alone writes."""
     import torch.distributed as dist
 
     from batchlab.sweep.events import StoreWriter
@@ -157,18 +188,10 @@ def _execute_in_world(plan: StudyPlan, out: Path, world: World, progress: Callab
 
     dist.init_process_group(backend(plan.runs[0].config["train"]["device"]))
     try:
-        if world.rank != 0:
-            execute_in_world(plan.runs, None, None, world)
-            return False
-        store = open_store(plan, out, say)
-        try:
-            with progress(len(plan.runs)) as reporter:
-                execute_in_world(plan.runs, store, StoreWriter(store, reporter, plan.runs), world)
-        finally:
-            store.close()
+        writer = StoreWriter(store, reporter, plan.runs) if store is not None and reporter is not None else None
+        execute_in_world(plan.runs, store, writer, world)
     finally:
         dist.destroy_process_group()
-    return True
 
 
 def analyze_after_sweep(out: Path, runs: list[RunSpec], jobs: int) -> None:
@@ -183,7 +206,7 @@ def analyze_after_sweep(out: Path, runs: list[RunSpec], jobs: int) -> None:
     run_ids = [r.run_id for r in runs]
     for name, params in wanted.items():
         if name in PAIRWISE:
-            store = ResultsStore(out)
+            store = ResultsStore.open_read(out)
             try:
                 pairs = default_pairs([r for r in store.run_rows() if r["run_id"] in run_ids])
             finally:
@@ -245,14 +268,16 @@ def measure_configuration(target: str, name: str, params: dict[str, Any], seed: 
         resolved = measurements.resolve({"name": name, **params})
     except ValueError as e:
         raise SpecError(f"{name}: {e}") from None
-    labelled = measurements.build(resolved, {**run.config, "seed": seed})
-    directory = Path(out or Path("runs") / plan.study.name)
-    store = ResultsStore(directory)
-    try:
-        for label, row in labelled:
-            store.add_measurement(name, run.config_id, seed, label, row)
-    finally:
-        store.close()
+    directory = check_output_dir(Path(out) if out else default_output_dir(plan.study.name),
+                                 "--out" if out else "output directory")
+    with writer_lock(directory):
+        labelled = measurements.build(resolved, {**run.config, "seed": seed})
+        store = ResultsStore(directory)
+        try:
+            for label, row in labelled:
+                store.add_measurement(name, run.config_id, seed, label, row)
+        finally:
+            store.close()
     return Measurement(name, plan, run, seed, [row for _, row in labelled], directory)
 
 

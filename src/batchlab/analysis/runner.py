@@ -54,7 +54,7 @@ def minimum_from_checkpoint(directory: Path, run: dict[str, Any], checkpoints: d
         raise SpecError(f"run {run['run_id']} has no checkpoint at epoch {epoch} (has {sorted(checkpoints)})")
     config = run["config"]
     model, _ = build(config, load_data(config["data"]))
-    load_checkpoint(model, directory / checkpoints[chosen])
+    load_checkpoint(model, directory / checkpoints[chosen], root=directory)
     model.to(analysis_device(config["train"]))
     return minimum_from_model(run["run_id"], run["config_id"], config, chosen, model,
                               directory / "analysis" / run["run_id"])
@@ -121,7 +121,7 @@ def analyze_directory(directory: Path, name: str, params: dict[str, Any], run_id
     from batchlab.errors import SpecError
     from batchlab.results.store import DONE, ResultsStore
 
-    store = ResultsStore(directory, create=False)
+    store = ResultsStore.open_read(directory)
     try:
         runs = {r["run_id"]: r for r in store.run_rows()}
         cps: dict[str, dict[int, str]] = {}

@@ -146,7 +146,7 @@ def write_report(directory: str | Path, quick: bool | None = None) -> Path:
 
     directory = Path(directory)
     results = load(directory)
-    store = ResultsStore(directory, create=False)
+    store = ResultsStore.open_read(directory)
     try:
         study = store.meta("study", {}) or {}
         quick = bool(store.meta("quick", False)) if quick is None else quick

@@ -62,13 +62,15 @@ def _value_texts(values: list[Any]) -> list[str]:
 def config_labels(configs: list[dict[str, Any]], fields: list[str]) -> list[str]:
     """One label per configuration (each a dict of its field values, ``label`` included if it has one)."""
     columns = {f: _value_texts([c.get(f) for c in configs]) for f in fields}
+    shorts = [short_name(f) for f in fields]
+    names = {f: f if shorts.count(short) > 1 else short for f, short in zip(fields, shorts, strict=True)}
     labels = []
     for i, config in enumerate(configs):
         own = config.get("label")
         if isinstance(own, str) and own:
             labels.append(own)
             continue
-        parts = [f"{short_name(f)}={columns[f][i]}" for f in fields if _is_set(config.get(f))]
+        parts = [f"{names[f]}={columns[f][i]}" for f in fields if _is_set(config.get(f))]
         labels.append(" ".join(parts) or "all runs")
     return labels
 

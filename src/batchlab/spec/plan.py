@@ -41,6 +41,7 @@ class RunSpec:
 class StudyPlan:
     study: Study
     runs: list[RunSpec]
+    spec_directory: str | None = None  # the spec file's folder, where its plug-ins may live
 
 
 
@@ -91,8 +92,9 @@ def import_plugins(names: Any, search: Iterable[str | Path] = ()) -> None:
 
 
 def validate_study(doc: dict[str, Any], where: str = "") -> Study:
+    search = [d for d in [doc.get(SPEC_DIR_KEY)] if d]
     doc = {k: v for k, v in doc.items() if k != SPEC_DIR_KEY}
-    import_plugins(doc.get("plugins", []) or [], [d for d in [doc.get(SPEC_DIR_KEY)] if d])
+    import_plugins(doc.get("plugins", []) or [], search)
     try:
         return Study.model_validate(doc)
     except ValidationError as e:
@@ -146,7 +148,7 @@ def plan_study(doc: dict[str, Any], *, quick: bool = False, sets: list[tuple[str
         for seed in range(study.sweep.trials):
             trial = {**config, "seed": seed, "data": trial_data(config["data"], seed)}
             runs.append(RunSpec(f"{config_id}-s{seed}", config_id, seed, trial, overrides))
-    return StudyPlan(study, runs)
+    return StudyPlan(study, runs, spec_dir)
 
 
 def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
