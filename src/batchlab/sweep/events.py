@@ -1,9 +1,13 @@
 """What a sweep's workers tell its driver, and the one writer that turns it into the results store.
 
 Workers never touch the store. Each event below is a small dataclass sent through a queue (or
-returned from a Ray task); the driver hands every event to ``StoreWriter``, which writes it (one
-commit per event, so an interrupted sweep keeps every finished epoch) and tells the progress
-display. An event of an unknown kind is an error, not a silent end of a run.
+returned from a Ray task); the driver hands every event to ``StoreWriter``, which writes it and
+tells the progress display. An event of an unknown kind is an error, not a silent end of a run.
+
+A run's rows reach the store in one transaction, when it ends (finished, diverged or failed): its
+epochs and checkpoints are held here until then and shown live on the progress display. So a
+crash, a kill or a full disk leaves every run either complete with its outcome or as it was
+planned, never half written; an unfinished run is redone from its start anyway.
 """
 
 from __future__ import annotations
@@ -91,24 +95,29 @@ class StoreWriter:
     def __init__(self, store: ResultsStore, reporter: Reporter, runs: list[RunSpec]) -> None:
         self.store, self.reporter = store, reporter
         self.runs = {r.run_id: r for r in runs}
+        self.epochs: dict[str, list[tuple[int, dict[str, Any]]]] = {}  # held until the run ends
+        self.checkpoints: dict[str, list[tuple[int, str]]] = {}
 
     def __call__(self, event: Event) -> None:
         store = self.store
         match event:
             case Started(run_id):
                 store.start_run(run_id)
+                self.epochs[run_id], self.checkpoints[run_id] = [], []
                 self.reporter.started(self.runs[run_id])
             case EpochRecorded(run_id, epoch, metrics):
-                store.add_epoch(run_id, epoch, metrics)
+                self.epochs.setdefault(run_id, []).append((epoch, metrics))
                 self.reporter.epoch(run_id, epoch, metrics)
             case CheckpointSaved(run_id, epoch, path):
-                store.add_checkpoint(run_id, epoch, path)
+                self.checkpoints.setdefault(run_id, []).append((epoch, path))
             case CheckpointMade(run_id, epoch, data):
-                store.add_checkpoint(run_id, epoch, write_checkpoint(store.directory, run_id, epoch, data))
+                path = write_checkpoint(store.directory, run_id, epoch, data)
+                self.checkpoints.setdefault(run_id, []).append((epoch, path))
             case Measured(kind, config_id, seed, label, data):
                 store.add_measurement(kind, config_id, seed, label, data)
             case Ended(run_id, status, stop_reason, summary, error):
-                store.finish_run(run_id, status, stop_reason, summary, error)
+                store.record_run(run_id, self.epochs.pop(run_id, []), self.checkpoints.pop(run_id, []), status,
+                                 stop_reason, summary, error)
                 self.reporter.ended(run_id, status, error)
             case _:
                 raise TypeError(f"unknown sweep event {event!r}")
