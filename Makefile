@@ -9,7 +9,7 @@ PIP := $(BIN)/pip install --quiet -c constraints.txt
 RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 
-.PHONY: demo quick test bench clean
+.PHONY: demo quick test bench results clean
 
 $(RUNTIME): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ test: $(DEV)  ## two test processes: the suite's own runs leave a core idle a th
 
 bench: $(RUNTIME)
 	$(BIN)/python benches/seed000.py
+
+results: $(RUNTIME)  ## docs/results.md from the recipes' stored studies in runs/ (run them first)
+	$(BIN)/python scripts/results.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
