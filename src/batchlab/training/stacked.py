@@ -7,7 +7,7 @@ and running one ``vmap``-ed forward/backward per step pays that overhead once fo
 
 Each trial keeps everything that makes it itself: its own initialization (each model is built
 with its own seed, exactly as a one-by-one run), its own batch order (its own generator), its own
-stop rules and its own results. The update is the optimizer's own, applied to the stacked tensors:
+stop rules, its own augmentation stream and its own results. The update is the optimizer's own, applied to the stacked tensors:
 SGD and Adam are elementwise, so the stacked update is each run's update. What differs from
 one-by-one training is only the order of float operations inside batched matrix products, so the
 numbers agree to float tolerance, not bit for bit (tested).
@@ -15,7 +15,7 @@ numbers agree to float tolerance, not bit for bit (tested).
 Not everything stacks. ``why_not`` names the reason a configuration runs one by one instead:
 batch-norm running statistics and dropout (stateful or random per call), probes (they read one
 model), SAM, accumulation and clipping (their global norms would mix the runs), and optimizers
-whose update is not elementwise (LARS, LAMB).
+whose update is not elementwise (LARS, LAMB), and bf16/fp16 (autocast does not apply inside vmap).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from batchlab.data import DataSplits, load_data
+from batchlab.data.augment import augmenter
 from batchlab.losses import Loss
 from batchlab.optim import optimizers
 from batchlab.training import graphs
@@ -54,6 +55,8 @@ def why_not(config: dict[str, Any], model: nn.Module | None = None) -> str | Non
         return "SAM, accumulation and clipping use norms over the whole model"
     if train["schedule"]["name"] == "plateau":
         return "a plateau schedule follows each run's own metrics"
+    if train.get("precision", "fp32") != "fp32":
+        return "autocast does not reach inside torch.func.vmap (its outputs stay fp32), so bf16/fp16 run one by one"
     if train["optimizer"]["name"] not in ELEMENTWISE_OPTIMIZERS:
         return f"optimizer {train['optimizer']['name']!r} is not elementwise"
     if model is not None and any(isinstance(m, nn.modules.batchnorm._BatchNorm | nn.Dropout) for m in model.modules()):
@@ -149,6 +152,7 @@ def train_trials(configs: list[dict[str, Any]], on_epoch: Callable[[int, int, di
     if reason:
         raise ValueError(f"these runs cannot be vectorized: {reason}")
     stacked = StackedTrials(models, loss)
+    augments = [augmenter(config["data"].get("augment"), config["seed"]) for config in configs]
     x_train, y_train = data.train.x, data.train.y
     n, size = len(y_train), len(configs)
     timetable = Timetable(train_cfg, n)
@@ -187,6 +191,9 @@ def train_trials(configs: list[dict[str, Any]], on_epoch: Callable[[int, int, di
         start = clock(device)
         perms = torch.stack([torch.randperm(n, generator=order) for order in orders]).to(device)
         xs, ys = x_train[perms], y_train[perms]  # [R, n, ...]: each run its own order, one gather per epoch
+        for r, augment in enumerate(augments):
+            if augment is not None:
+                xs[r] = augment(xs[r])  # each run its own augmentation stream
         for i, lr in enumerate(rates):
             set_rate(lr)
             stacked.step(xs[:, i * batch : (i + 1) * batch], ys[:, i * batch : (i + 1) * batch], optimizer)
