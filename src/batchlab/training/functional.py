@@ -73,13 +73,6 @@ class StackedUpdate:
             elif p.grad is not None:
                 p.grad.zero_()
 
-    def begin(self) -> None:
-        """Make the state a captured step writes in place (the momentum buffers start as the first
-        gradient in PyTorch's SGD: ``step`` handles that eagerly; a graph needs them to exist)."""
-        if self.kind == "sgd" and self.buffers is None:
-            self.buffers = [torch.zeros_like(p) for p in self.params]
-            self._first = torch.ones((), dtype=torch.bool, device=self.params[0].device)
-
     @torch.no_grad()
     def step(self, grads: list[torch.Tensor] | None = None) -> None:
         """One update of every run from ``grads`` (default: the parameters' ``.grad``)."""
@@ -94,24 +87,20 @@ class StackedUpdate:
 
     def _sgd(self, grads: list[torch.Tensor]) -> None:
         """PyTorch's SGD: d = g + λw; b = d on the first step, then μb + (1 − τ)d; d = d + μb (Nesterov)
-        or b; w −= η d."""
+        or b; w −= η d. (The first step, which makes the buffers, is never inside a CUDA graph: a
+        graph is recorded after eager warm-up steps, graphs.py.)"""
         first = self.buffers is None
         if first:
-            self.buffers = [torch.zeros_like(p) for p in self.params]
-        captured = hasattr(self, "_first")  # the buffers were made for a graph: the first step is a device flag
+            self.buffers = [torch.empty_like(p) for p in self.params]
         for p, g, buf in zip(self.params, grads, self.buffers, strict=True):
             lr, wd, mom = self._view(self.lr, p), self._view(self.weight_decay, p), self._view(self.momentum, p)
             d = g + wd * p
-            if captured:
-                buf.copy_(torch.where(self._first, d, buf * mom + (1 - self._view(self.dampening, p)) * d))
-            elif first:
+            if first:
                 buf.copy_(d)
             else:
                 buf.mul_(mom).add_((1 - self._view(self.dampening, p)) * d)
             d = torch.where(self._view(self.nesterov, p), d + mom * buf, buf)
             p.sub_(lr * d)
-        if captured:
-            self._first.fill_(False)
 
     def _adam(self, grads: list[torch.Tensor]) -> None:
         """PyTorch's Adam/AdamW: m ← β₁m + (1 − β₁)g, v ← β₂v + (1 − β₂)g², w −= η/(1 − β₁ᵗ) · m /

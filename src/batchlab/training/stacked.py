@@ -100,14 +100,21 @@ class StackedTrials:
         self._correct = vmap(loss.correct)
         weights = list(self.params.values())  # stacked models have no batch norm (why_not): graphable on a GPU
         self._graphed = graphs.GraphedLoss(self.losses, weights) if graphs.enabled(weights[0]) else None
+        self._whole: graphs.WholeStepGraph | None = None
 
     def losses(self, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
         """Each run's mean loss on its own batch: xs is [R, B, ...], ys [R, B]."""
         return self._losses(self._train_outputs(self.params, self.buffers, xs), ys)
 
-    def step(self, xs: torch.Tensor, ys: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+    def step(self, xs: torch.Tensor, ys: torch.Tensor, optimizer: torch.optim.Optimizer | StackedUpdate) -> None:
         """One update of every run; runs are independent, so the gradient of the summed losses is,
-        in each run's slice, that run's own gradient."""
+        in each run's slice, that run's own gradient. On a GPU with the functional update, the
+        whole step is one CUDA graph (graphs.py)."""
+        if isinstance(optimizer, StackedUpdate) and graphs.enabled(optimizer.params[0]):
+            if self._whole is None or self._whole.update is not optimizer:
+                self._whole = graphs.WholeStepGraph(self.losses, list(self.params.values()), optimizer)
+            self._whole(xs, ys)
+            return
         optimizer.zero_grad(set_to_none=True)
         (self._graphed or self.losses)(xs, ys).sum().backward()
         optimizer.step()
@@ -179,7 +186,9 @@ def train_trials(configs: list[dict[str, Any]], on_epoch: Callable[[int, int, di
     bookkeeping, each run with its own timetable, so its recorded ``lr``/``lr_end`` are its own);
     ``seconds`` is the group's training time divided among its runs, and the summary notes
     ``vectorized`` = R. Trials of one configuration update with the torch optimizer (one rate for
-    all); runs with different rates or hyperparameters with functional.py's ``StackedUpdate``.
+    all; the numbers of stacked trials before cross-configuration stacking, bit for bit); runs with
+    different rates or hyperparameters, and every stack on a GPU (so that the whole step is one CUDA
+    graph), with functional.py's ``StackedUpdate``.
     """
     train_cfg = configs[0]["train"]
     if len({stack_key(c) for c in configs}) > 1:
@@ -206,7 +215,8 @@ def train_trials(configs: list[dict[str, Any]], on_epoch: Callable[[int, int, di
         raise ValueError("stacked runs must train for the same number of epochs")
     params = list(stacked.params.values())
     optimizer: Any
-    if all(config["train"] == train_cfg for config in configs):  # trials of one configuration
+    whole_step = graphs.enabled(params[0])  # on a GPU: the functional update, graphed with the step
+    if all(config["train"] == train_cfg for config in configs) and not whole_step:  # trials of one configuration
         optimizer = optimizers.build(train_cfg["optimizer"], params, timetables[0].lr(0))
         shared = RateWriter(optimizer, timetables[0].lr(0))
 
