@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from batchlab.errors import SpecError
@@ -162,20 +163,37 @@ class BasicBlock(nn.Module):
         return torch.relu(self.norm2(self.conv2(out)) + self.shortcut(x))
 
 
-@models.register("resnet-small")
-def resnet_small(input_shape: tuple[int, ...], num_outputs: int, *, widths: tuple[int, ...] = (16, 32, 64),
-                 blocks: int = 2, norm: Norm = "batch") -> nn.Module:
-    """A CIFAR-style ResNet: a 3×3 stem, stages of basic blocks (stride 2 between), global pooling."""
-    c, _, _ = _image_shape(input_shape, "resnet-small")
+def _resnet(c: int, widths: Sequence[int], blocks: Sequence[int], num_outputs: int, norm: Norm) -> nn.Sequential:
+    """A CIFAR-style ResNet: a 3×3 stem (no max-pool: the images are small), stages of basic blocks
+    with stride 2 at the start of every stage after the first, global average pooling, one linear layer."""
     layers: list[nn.Module] = [nn.Conv2d(c, widths[0], 3, 1, 1, bias=norm == "none"), make_norm(norm, widths[0]),
                                nn.ReLU()]
     c = widths[0]
-    for stage, width in enumerate(widths):
-        for b in range(blocks):
+    for stage, (width, count) in enumerate(zip(widths, blocks, strict=True)):
+        for b in range(count):
             layers.append(BasicBlock(c, width, 2 if stage > 0 and b == 0 else 1, norm))
             c = width
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_outputs)]
     return nn.Sequential(*layers)
+
+
+@models.register("resnet-small")
+def resnet_small(input_shape: tuple[int, ...], num_outputs: int, *, widths: tuple[int, ...] = (16, 32, 64),
+                 blocks: int = 2, norm: Norm = "batch") -> nn.Module:
+    """A small CIFAR-style ResNet: ``blocks`` basic blocks per stage of ``widths`` channels."""
+    c, _, _ = _image_shape(input_shape, "resnet-small")
+    return _resnet(c, widths, [blocks] * len(widths), num_outputs, norm)
+
+
+@models.register("resnet18")
+def resnet18(input_shape: tuple[int, ...], num_outputs: int, *, width: Annotated[float, Field(gt=0, le=4)] = 1.0,
+             norm: Norm = "batch") -> nn.Module:
+    """ResNet-18 for 32×32 images (He et al. 2016, as CIFAR studies use it): four stages of two basic
+    blocks, 64, 128, 256 and 512 channels times ``width`` (e.g. 0.125 for a CPU test), 11.2 M
+    parameters at width 1 on CIFAR-10."""
+    c, _, _ = _image_shape(input_shape, "resnet18")
+    widths = [max(1, round(k * width)) for k in (64, 128, 256, 512)]
+    return _resnet(c, widths, [2, 2, 2, 2], num_outputs, norm)
 
 
 def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:

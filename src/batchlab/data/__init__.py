@@ -47,7 +47,8 @@ def estimated_values(spec: dict[str, Any]) -> int | None:
     hint = _sizes.get(spec.get("name", ""))
     if hint is None:
         return None
-    params = {k: v for k, v in spec.items() if k not in ("name", "subset", "val_fraction", "normalize", "seed")}
+    params = {k: v for k, v in spec.items()
+              if k not in ("name", "subset", "val_fraction", "normalize", "seed", "augment")}
     return int(hint(**params))
 
 
@@ -184,8 +185,9 @@ def draw_seed(data: dict[str, Any]) -> int:
 
 def load_data(spec: dict[str, Any]) -> DataSplits:
     """Build the splits named by a resolved [data] section (cached per process by the whole section,
-    so trials share one draw, and with ``resample`` each trial's draw is its own)."""
-    return _load_cached(json.dumps(spec, sort_keys=True))
+    so trials share one draw, and with ``resample`` each trial's draw is its own). ``augment`` is
+    applied by the training loop to each epoch (data/augment.py), not here: it is not part of the key."""
+    return _load_cached(json.dumps({k: v for k, v in spec.items() if k != "augment"}, sort_keys=True))
 
 
 @functools.lru_cache(maxsize=4)

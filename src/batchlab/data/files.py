@@ -155,3 +155,60 @@ def image_folder(seed: int, *, path: str, size: Annotated[int, Field(ge=1, le=10
                       BatchlabWarning, stacklevel=2)
     x = np.stack(images).transpose(0, 3, 1, 2)
     return train_test_split(x, np.asarray(labels, dtype=np.int64), test_fraction, seed)
+
+
+def _cifar_folder(root: Path) -> Path | None:
+    """The folder of CIFAR-10 python batches at ``root``, or in its ``cifar-10-batches-py`` (as the
+    archive unpacks); None when neither holds data_batch_* and test_batch."""
+    for folder in (root, root / "cifar-10-batches-py"):
+        if folder.is_dir() and any(folder.glob("data_batch_*")) and (folder / "test_batch").is_file():
+            return folder
+    return None
+
+
+def data_override(path: str, data: dict[str, Any]) -> dict[str, Any]:
+    """``--data PATH``: the [data] section that reads PATH, keeping what the spec says about the
+    data's use (subset, validation split, normalization, seed, resampling, augmentation).
+
+    PATH holding CIFAR-10's python batches (data_batch_*, test_batch; or their cifar-10-batches-py
+    folder) is read as CIFAR-10; any other folder as one sub-folder of images per class.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise SpecError(f"--data: {path!r} is not a directory (expected CIFAR-10 python batches, or one sub-folder "
+                        "of images per class)")
+    kept = {k: data[k] for k in ("subset", "val_fraction", "normalize", "seed", "resample", "augment") if k in data}
+    folder = _cifar_folder(root)
+    if folder is not None:
+        return {**kept, "name": "cifar10", "path": str(folder.resolve())}
+    return {**kept, "name": "image-folder", "path": str(root.resolve())}
+
+
+def write_fake_cifar(path: str | Path, n_train: int, n_test: int, seed: int = 0, batches: int = 2) -> Path:
+    """Write a small CIFAR-10-format folder (``batches`` data_batch_* files and test_batch, pickled
+    dicts of b"data": uint8 [n, 3072] and b"labels"), for tests and benchmarks without the real set.
+
+    Each class has its own mean colour and brightness gradient under uniform noise, so a model can
+    learn it and a run's accuracy says something; the images are not CIFAR's.
+    """
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    means = rng.uniform(60, 196, size=(10, 3, 1, 1))
+    slopes = rng.uniform(-2, 2, size=(10, 1, 32, 1)) * np.arange(32).reshape(1, 1, 1, 32) / 32
+
+    def images(n: int) -> tuple[np.ndarray, list[int]]:
+        labels = rng.integers(0, 10, n)
+        x = means[labels] + 40 * slopes[labels] + rng.uniform(-50, 50, size=(n, 3, 32, 32))
+        return np.clip(x, 0, 255).astype(np.uint8).reshape(n, 3072), [int(v) for v in labels]
+
+    def write(name: str, n: int) -> None:
+        data, labels = images(n)
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"batch_label": name.encode(), b"data": data, b"labels": labels}, f)
+
+    per = -(-n_train // batches)
+    for b in range(batches):
+        write(f"data_batch_{b + 1}", min(per, n_train - b * per))
+    write("test_batch", n_test)
+    return folder

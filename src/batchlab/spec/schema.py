@@ -117,6 +117,21 @@ class _Parameterised(BaseModel):
         return self
 
 
+class Augment(_Section):
+    """Augmentation of every training epoch, on the run's device (data/augment.py); all zero/false: off."""
+
+    crop: Annotated[int, Field(ge=0, le=64)] = Field(0, description="random crop after zero padding by this many "
+                                                     "pixels on every side (0: none)")
+    flip: bool = Field(False, description="random horizontal flip of half the images")
+    cutout: Annotated[int, Field(ge=0, le=1024)] = Field(0, description="side of a square zeroed at a random "
+                                                         "centre (DeVries & Taylor 2017; 0: none)")
+
+
+def _augment_off(value: Any) -> Any:
+    """``false``, ``"none"`` or an empty table: no augmentation."""
+    return {} if value in (False, "none", None) else value
+
+
 class DataSpec(_Parameterised):
     _kind: ClassVar[str] = "dataset"
     name: str = "mnist-pairs"
@@ -126,6 +141,9 @@ class DataSpec(_Parameterised):
     seed: int = Field(0, ge=0, lt=2**32, description="seed of the data draw and splits, shared by all trials")
     resample: bool = Field(False, description="each trial draws its own data (pairs, pools, splits) from "
                            "data.seed combined with the trial's seed")
+    augment: Annotated[Augment, BeforeValidator(_augment_off)] = Field(
+        default_factory=Augment, description="random crop, flip and cutout of the training images, per epoch on "
+        "the device, seeded per trial (off by default)")
 
 
 class ModelSpec(_Parameterised):
@@ -179,6 +197,9 @@ class TrainSpec(_Section):
     clip_grad_norm: PositiveFloat | None = None
     drop_last: bool = False
     device: Literal["cpu", "cuda"] = Field("cpu", description="where the data and model sit (--device)")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="arithmetic of forward, loss and evaluation (torch.autocast; fp16 adds a gradient "
+        "scaler); the weights and the update stay fp32")
     processes: Annotated[int, Field(gt=0, le=4096)] = Field(1, description="data-parallel processes per run (DDP): each batch is split "
                                    "across them")
     eval_batch_size: Count = 500
@@ -199,6 +220,14 @@ class TrainSpec(_Section):
         if self.accumulate > self.batch_size:
             raise ValueError(f"train.accumulate = {self.accumulate} is more micro-batches than the batch has "
                              f"examples ({self.batch_size})")
+        if self.precision == "fp16" and self.sam is not None:
+            raise ValueError("train.precision = 'fp16' with SAM: the perturbation needs the unscaled gradient "
+                             "between two backward passes; use precision = 'bf16' (no loss scaling)")
+        if self.precision != "fp32":
+            from batchlab.training.prepare import precision_problem
+
+            if (problem := precision_problem(self.precision, self.device)) is not None:
+                raise ValueError(problem)
         try:
             Timetable(self.model_dump(), n_train=0)
         except ValueError as e:

@@ -23,7 +23,7 @@ from batchlab.training.epochs import RunResult
 from batchlab.training.parallel import World
 
 Checkpoint = Callable[[str, int, nn.Module], None]  # (run_id, epoch, model): keep the model's weights somewhere
-GROUP_SIZE = 5  # trials stacked together; fixed, so the numbers never depend on --jobs
+GROUP_SIZE = 5  # runs stacked together; fixed, so the numbers never depend on --jobs
 
 
 def file_checkpoints(directory: str, emit: Emit) -> Checkpoint:
@@ -77,7 +77,8 @@ def run_task(run: RunSpec, emit: Emit, directory: str | None = None, world: Worl
 
 def run_group(runs: list[RunSpec], emit: Emit, directory: str | None = None,
               checkpoint: Checkpoint | None = None) -> None:
-    """Train trials of one configuration together (training/stacked.py); a single run, alone."""
+    """Train runs that stack (trials, and configurations differing only in rates: training/stacked.py)
+    together; a single run, alone."""
     if len(runs) == 1:
         run_task(runs[0], emit, directory, checkpoint=checkpoint)
         return
@@ -119,38 +120,55 @@ def analyze_at_end(run: RunSpec, result: RunResult, emit: Emit, directory: str |
 
 
 def plan_tasks(todo: list[RunSpec], vectorize: str) -> tuple[list[list[RunSpec]], list[str]]:
-    """Split the runs into tasks: stacked trial groups where ``vectorize`` (on | auto) allows, else
-    single runs. Returns the tasks and one note per configuration that could not be stacked."""
+    """Split the runs into tasks: stacked groups where ``vectorize`` (on | auto) allows, else single
+    runs. Returns the tasks and one note per configuration whose trials could not be stacked.
+
+    Runs stack when they share ``training.stacked.stack_key``: the trials of a configuration, and
+    configurations that differ only in rates, optimizer hyperparameters and stop rules. A stack
+    holds the runs of its key in plan order (configuration by configuration, seeds ascending), cut
+    into groups of ``GROUP_SIZE``: fixed, so the numbers never depend on --jobs.
+    """
     if vectorize == "off":
         return [[r] for r in todo], []
     from batchlab.data import load_data
     from batchlab.training.prepare import build
-    from batchlab.training.stacked import calibrate, why_not
+    from batchlab.training.stacked import calibrate, stack_key, why_not
 
     by_config: dict[str, list[RunSpec]] = {}
     for run in todo:
         by_config.setdefault(run.config_id, []).append(run)
     tasks: list[list[RunSpec]] = []
     notes: list[str] = []
+    stacks: dict[str, list[list[RunSpec]]] = {}  # stack key -> its configurations' runs, in plan order
     for config_id, group in by_config.items():
         group.sort(key=lambda r: r.seed)
         config = group[0].config
-        if len(group) < 2:
-            tasks.append(group)
-            continue
         model, _ = build(config, load_data(config["data"]))
         reason = why_not(config, model)
-        if reason is None and vectorize == "auto":
-            with single_thread():
-                speedup = calibrate(config, min(GROUP_SIZE, len(group)))
-            if speedup < 1.1:
-                reason = f"stacking measured {speedup:.2f}x as fast as one by one at batch size " \
-                         f"{config['train']['batch_size']} here"
         if reason is not None:
-            notes.append(f"configuration {config_id} runs its trials one by one: {reason}")
+            if len(group) > 1:
+                notes.append(f"configuration {config_id} runs its trials one by one: {reason}")
             tasks.extend([r] for r in group)
             continue
-        tasks.extend(group[i : i + GROUP_SIZE] for i in range(0, len(group), GROUP_SIZE))
+        stacks.setdefault(stack_key(config), []).append(group)
+    for groups in stacks.values():
+        runs = [r for group in groups for r in group]
+        if len(runs) < 2:
+            tasks.append(runs)
+            continue
+        if vectorize == "auto":
+            config = runs[0].config
+            with single_thread():
+                speedup = calibrate(config, min(GROUP_SIZE, len(runs)))
+            if speedup < 1.1:
+                for group in groups:
+                    if len(group) > 1:
+                        notes.append(f"configuration {group[0].config_id} runs its trials one by one: stacking "
+                                     f"measured {speedup:.2f}x as fast as one by one at batch size "
+                                     f"{config['train']['batch_size']} here")
+                tasks.extend([r] for r in runs)
+                continue
+        tasks.extend(runs[i : i + GROUP_SIZE] for i in range(0, len(runs), GROUP_SIZE))
     return tasks, notes
 
 

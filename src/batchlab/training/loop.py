@@ -1,9 +1,11 @@
 """The training loop of one run, from a resolved configuration to per-epoch records.
 
-Read ``train_run`` top to bottom: build, place, then for every epoch shuffle once, step through the
-batches (the plain step is written out: zero the gradients, forward, backward, ``optimizer.step()``;
-SAM, accumulation, cache-sized pieces, clipping and CUDA graphs are named alternatives in steps.py),
-then evaluate every split, record, and decide whether to stop.
+Read ``train_run`` top to bottom: build, place, then for every epoch shuffle once (and augment, if
+the spec asks: data/augment.py), step through the batches (the plain step is written out: zero the
+gradients, forward, backward, ``optimizer.step()``; SAM, accumulation, cache-sized pieces, clipping,
+fp16's loss scaling and CUDA graphs are named alternatives in steps.py), then evaluate every split,
+record, and decide whether to stop. Forward, loss and evaluation run under the run's ``autocast``
+(prepare.py: a no-op for fp32, bf16 or fp16 autocast otherwise).
 
 Speed notes (every trick in one place, or named where it lives):
 - the data are tensors in memory (or on the GPU); each epoch gathers the whole shuffled training set
@@ -28,6 +30,7 @@ Speed notes (every trick in one place, or named where it lives):
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,12 +39,13 @@ import torch
 from torch import nn
 
 from batchlab.data import DataSplits, Split, load_data
+from batchlab.data.augment import augmenter
 from batchlab.gradients.probe import probes
 from batchlab.losses import Loss
 from batchlab.optim import optimizers
 from batchlab.training.epochs import RateWriter, RunBook, RunResult, Tally, epoch_plan
 from batchlab.training.parallel import ScaledLoss, World
-from batchlab.training.prepare import build, place, run_device
+from batchlab.training.prepare import build, place, precision, run_device
 from batchlab.training.steps import alternative_steps
 from batchlab.training.timetable import Timetable
 
@@ -50,15 +54,17 @@ CheckpointCallback = Callable[[int, nn.Module], None]
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, split: Split, loss: Loss, chunk: int) -> tuple[float, float]:
-    """Mean loss and accuracy over a whole split, in eval mode."""
+def evaluate(model: nn.Module, split: Split, loss: Loss, chunk: int,
+             autocast: contextlib.AbstractContextManager[Any] | None = None) -> tuple[float, float]:
+    """Mean loss and accuracy over a whole split, in eval mode (forward under ``autocast`` if given)."""
     model.eval()
     total_loss, correct = 0.0, 0
     for start in range(0, len(split), chunk):
         x, y = split.x[start : start + chunk], split.y[start : start + chunk]
-        out = model(x)
-        total_loss += float(loss(out, y)) * len(y)
-        correct += int(loss.correct(out, y))
+        with autocast or contextlib.nullcontext():  # the loss too: autocast computes it in fp32
+            out = model(x)
+            total_loss += float(loss(out, y)) * len(y)
+            correct += int(loss.correct(out, y))
     return total_loss / len(split), correct / len(split)
 
 
@@ -97,9 +103,12 @@ def train_run(config: dict[str, Any], on_epoch: EpochCallback, data: DataSplits 
 
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         objective = ScaledLoss(loss)
-    alternatives = alternative_steps(net, objective, optimizer, train_cfg)
+    how = precision(train_cfg, device)
+    autocast = how.autocast  # fp32: a no-op
+    alternatives = alternative_steps(net, objective, optimizer, train_cfg, how)
     set_rate = RateWriter(optimizer, timetable.lr(0))
     order = torch.Generator().manual_seed(config["seed"])
+    augment = augmenter(config["data"].get("augment"), config["seed"])  # None: off
     active = [probes.build({"name": name, **params}) for name, params in config.get("probes", {}).items()]
     for probe in active:
         probe.begin(model, loss)
@@ -128,7 +137,7 @@ def train_run(config: dict[str, Any], on_epoch: EpochCallback, data: DataSplits 
             start = time.perf_counter()
         for name, split in splits.items():
             metrics[f"{name}_loss"], metrics[f"{name}_acc"] = evaluate(model, split, loss,
-                                                                     train_cfg["eval_batch_size"])
+                                                                     train_cfg["eval_batch_size"], autocast)
         metrics["eval_seconds"] = time.perf_counter() - start
         tally.eval_seconds += metrics["eval_seconds"]
         on_epoch(epoch, metrics)
@@ -145,6 +154,8 @@ def train_run(config: dict[str, Any], on_epoch: EpochCallback, data: DataSplits 
         model.train()
         perm = torch.randperm(n, generator=order).to(device)  # drawn on the CPU: the same order on any device
         xs, ys = x_train[perm], y_train[perm]  # one gather per epoch; batches are views
+        if augment is not None:
+            xs = augment(xs)  # the whole epoch at once, on the device
         for i, lr in enumerate(rates):
             set_rate(lr)
             xb, yb = xs[i * batch : (i + 1) * batch], ys[i * batch : (i + 1) * batch]
@@ -155,7 +166,9 @@ def train_run(config: dict[str, Any], on_epoch: EpochCallback, data: DataSplits 
                 x_step, y_step, objective.factor = world.shard(xb, yb)
             if alternative is None:  # the plain step
                 optimizer.zero_grad(set_to_none=True)
-                objective(net(x_step), y_step).backward()
+                with autocast:
+                    batch_loss = objective(net(x_step), y_step)
+                batch_loss.backward()
                 optimizer.step()
             else:
                 alternative(x_step, y_step)

@@ -4,11 +4,17 @@ Speed note: images are stored channels-last (NHWC) and so is the model: oneDNN's
 pooling run 2-4x faster on this layout on a CPU than on the default NCHW (33 ms -> 7 ms for the
 feature extractor of Chaffard's pair CNN on 1,000 pairs). On a GPU the data are copied to the
 device once and stay there.
+
+Precision is decided here too, once per run (``precision``): the forward pass and the loss run under
+``torch.autocast`` in bf16 or fp16 (the weights, their gradients and the update stay fp32, as
+mixed-precision training has it), and fp16 scales the loss so small gradients do not underflow.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -57,6 +63,58 @@ def run_device(train: dict[str, Any], world: World | None = None) -> torch.devic
         return torch.device("cpu")
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     return torch.device("cuda", world.rank % torch.cuda.device_count() if world is not None else 0)
+
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def precision_problem(precision: str, device: str) -> str | None:
+    """Why ``train.precision`` cannot run on ``device`` with this torch, in one line; None when it can."""
+    dtype = AUTOCAST_DTYPES.get(precision)
+    if dtype is None:
+        return None
+    if not torch.amp.is_autocast_available(device):
+        return f"train.precision = {precision!r}: this torch has no autocast on {device}"
+    if device == "cuda" and torch.cuda.is_available() and dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        return "train.precision = 'bf16': this GPU has no bfloat16 arithmetic; use 'fp16'"
+    return None
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How a run computes its steps: the autocast context of forward and loss (a no-op for fp32, so
+    fp32 numbers are exactly those without it) and, for fp16 only, the gradient scaler."""
+
+    autocast: contextlib.AbstractContextManager[Any]
+    scaler: torch.amp.GradScaler | None = None
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backward of the loss, scaled first under fp16."""
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def unscale(self, optimizer: torch.optim.Optimizer) -> None:
+        """The true gradients in ``.grad`` (before clipping reads their norm)."""
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        """The update; under fp16 skipped when the scaled gradients overflowed, and the scale adapted."""
+        if self.scaler is None:
+            optimizer.step()
+            return
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+
+def precision(train: dict[str, Any], device: torch.device) -> Precision:
+    """The run's ``train.precision`` on ``device``. The weight-cast cache is off: a CUDA graph cannot
+    capture it, and within one forward each weight is used once anyway."""
+    name = train.get("precision", "fp32")  # configurations stored before precision existed are fp32
+    dtype = AUTOCAST_DTYPES.get(name)
+    if dtype is None:
+        return Precision(contextlib.nullcontext())
+    cast = torch.autocast(device.type, dtype=dtype, cache_enabled=False)
+    return Precision(cast, torch.amp.GradScaler(device.type) if name == "fp16" else None)
 
 
 def analysis_device(train: dict[str, Any]) -> torch.device:

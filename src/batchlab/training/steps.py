@@ -12,6 +12,8 @@ composes with every optimizer:
   with ``m`` set, every chunk of m examples gets its own ε (m-sharpness). The second pass must not
   move batch-norm running statistics: they are frozen while it runs;
 - gradient clipping by global norm, applied to whatever gradient the rule produced;
+- fp16's loss scaling (``train.precision = "fp16"``): the plain step with a gradient scaler; every
+  rule here computes its forward and loss under the run's autocast (prepare.py's ``Precision``);
 - two speed tricks with the plain rule's result: a batch too large for the cache runs in pieces
   (CPU), and a step's forward and backward replay from a CUDA graph (GPU, graphs.py).
 """
@@ -29,6 +31,7 @@ from batchlab.errors import BatchlabWarning
 from batchlab.losses import Loss
 from batchlab.models import batch_norms, frozen_bn_stats
 from batchlab.training.graphs import GraphedLoss, graphable
+from batchlab.training.prepare import Precision, precision
 
 Step = Callable[[torch.Tensor, torch.Tensor], None]
 
@@ -48,13 +51,19 @@ def accumulation_warning(model: nn.Module, train: dict[str, Any]) -> str | None:
             "the same use model.norm = 'group' or 'none', or model.norm = 'ghost' to choose that batch on purpose")
 
 
-def _add_gradient(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tensor, piece: int, weight: float
-                  ) -> None:
-    """Add ``weight`` × the gradient of the mean loss over (x, y) to ``.grad``, in pieces of ``piece``."""
+def _add_gradient(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tensor, piece: int, weight: float,
+                  how: Precision | None = None) -> None:
+    """Add ``weight`` × the gradient of the mean loss over (x, y) to ``.grad``, in pieces of ``piece``
+    (forward and loss in the run's precision ``how``; fp32 when not given)."""
     n = len(y)
     for start in range(0, n, piece):
         xb, yb = x[start : start + piece], y[start : start + piece]
-        (loss(model(xb), yb) * (weight * len(yb) / n)).backward()
+        if how is None:
+            (loss(model(xb), yb) * (weight * len(yb) / n)).backward()
+            continue
+        with how.autocast:
+            part = loss(model(xb), yb) * (weight * len(yb) / n)
+        how.backward(part)
 
 
 def _grads(params: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -87,44 +96,53 @@ def asam_scaled(model: nn.Module, to: str) -> list[bool]:
     return [to == "all" or "weight" in name for name, p in model.named_parameters() if p.requires_grad]
 
 
-def alternative_steps(model: nn.Module, loss: Loss, optimizer: torch.optim.Optimizer, train: dict[str, Any]
-                      ) -> Callable[[int], Step | None]:
+def alternative_steps(model: nn.Module, loss: Loss, optimizer: torch.optim.Optimizer, train: dict[str, Any],
+                      how: Precision | None = None) -> Callable[[int], Step | None]:
     """The update rule a resolved ``[train]`` section asks for, as a choice per batch size.
 
     Returns ``for_batch(batch_size)``: None where the plain step (zero the gradients, forward,
     backward, ``optimizer.step()``, written out in the training loop) is the rule, else the named
     alternative that replaces it: SAM/ASAM, accumulation, a batch too large for the cache run in
-    pieces, a step replayed from a CUDA graph, or the plain step followed by clipping.
+    pieces, a step replayed from a CUDA graph, the plain step followed by clipping, or (fp16) the
+    plain step with loss scaling. ``how`` is the run's precision (default: from ``train``).
     """
     params = [p for p in model.parameters() if p.requires_grad]
     clip = train["clip_grad_norm"]
     accumulate, sam = train["accumulate"], train["sam"]
-    pieces_allowed = not batch_norms(model) and next(model.parameters()).device.type == "cpu"
-    graphed = GraphedLoss(lambda x, y: loss(model(x), y), params) if graphable(model) else None
+    device = next(model.parameters()).device
+    how = how or precision(train, device)
+    pieces_allowed = not batch_norms(model) and device.type == "cpu"
+
+    def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with how.autocast:
+            return loss(model(x), y)
+
+    graphed = GraphedLoss(loss_of, params) if graphable(model) else None
 
     def finish() -> None:
         if clip is not None:
+            how.unscale(optimizer)
             nn.utils.clip_grad_norm_(params, clip, foreach=True)
-        optimizer.step()
+        how.step(optimizer)
 
     def in_cache_pieces(x: torch.Tensor, y: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
-        _add_gradient(model, loss, x, y, CACHE_PIECE, 1.0)
+        _add_gradient(model, loss, x, y, CACHE_PIECE, 1.0, how)
         finish()
 
     def from_graph(x: torch.Tensor, y: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
-        graphed(x, y).backward()
+        how.backward(graphed(x, y))
         finish()
 
-    def clipped(x: torch.Tensor, y: torch.Tensor) -> None:
+    def clipped(x: torch.Tensor, y: torch.Tensor) -> None:  # also fp16's loss-scaled plain step, clipped or not
         optimizer.zero_grad(set_to_none=True)
-        loss(model(x), y).backward()
+        how.backward(loss_of(x, y))
         finish()
 
     def accumulated(x: torch.Tensor, y: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
-        _add_gradient(model, loss, x, y, -(-len(y) // accumulate), 1.0)
+        _add_gradient(model, loss, x, y, -(-len(y) // accumulate), 1.0, how)
         finish()
 
     scaled = asam_scaled(model, sam.get("adaptive_to", "weights")) if sam is not None else None
@@ -136,14 +154,14 @@ def alternative_steps(model: nn.Module, loss: Loss, optimizer: torch.optim.Optim
         for start in range(0, n, group):
             xg, yg = x[start : start + group], y[start : start + group]
             optimizer.zero_grad(set_to_none=True)
-            _add_gradient(model, loss, xg, yg, piece, 1.0)
+            _add_gradient(model, loss, xg, yg, piece, 1.0, how)  # never fp16 (refused): no loss scale here
             eps = _perturbation(params, _grads(params), sam["rho"], sam["adaptive"], sam["eta"], scaled)
             with torch.no_grad():
                 for p, e in zip(params, eps, strict=True):
                     p.add_(e)
             optimizer.zero_grad(set_to_none=True)
             with frozen_bn_stats(model):
-                _add_gradient(model, loss, xg, yg, piece, 1.0)
+                _add_gradient(model, loss, xg, yg, piece, 1.0, how)
             with torch.no_grad():
                 for p, e, t, g in zip(params, eps, total, _grads(params), strict=True):
                     p.sub_(e)
@@ -164,7 +182,7 @@ def alternative_steps(model: nn.Module, loss: Loss, optimizer: torch.optim.Optim
             return in_cache_pieces
         if graphed is not None:
             return from_graph
-        return clipped if clip is not None else None
+        return clipped if clip is not None or how.scaler is not None else None
 
     return for_batch
 
@@ -172,11 +190,15 @@ def alternative_steps(model: nn.Module, loss: Loss, optimizer: torch.optim.Optim
 def make_step(model: nn.Module, loss: Loss, optimizer: torch.optim.Optimizer, train: dict[str, Any]) -> Step:
     """The whole update rule as one ``step(x, y)``, for code outside the training loop (calibration,
     memory measurement): the alternative for the batch's size, or the plain step."""
-    for_batch = alternative_steps(model, loss, optimizer, train)
+
+    how = precision(train, next(model.parameters()).device)
+    for_batch = alternative_steps(model, loss, optimizer, train, how)
 
     def plain(x: torch.Tensor, y: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
-        loss(model(x), y).backward()
+        with how.autocast:
+            batch_loss = loss(model(x), y)
+        batch_loss.backward()
         optimizer.step()
 
     def step(x: torch.Tensor, y: torch.Tensor) -> None:
