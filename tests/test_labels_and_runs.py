@@ -76,7 +76,7 @@ def test_labels_travel_with_the_runs_and_name_them(labelled_study, cli):
     listed = cli("ls", out, "--json")
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
-    assert [r["label"] for r in rows] == ["bs=200", "small"] and list(rows[0])[0] == "label"
+    assert [r["label"] for r in rows] == ["bs=200", "small"] and next(iter(rows[0])) == "label"
     table = cli("ls", out)
     assert table.stdout.splitlines()[2].split()[1] == "label"  # the first column of the table
 
