@@ -129,7 +129,9 @@ def check_not_swept(doc: dict[str, Any], override: str) -> None:
         return
     for field, where in swept_fields(doc.get("sweep")).items():
         if key == field or key.startswith(field + ".") or field.startswith(key + "."):
-            hint = (f"; to run this value alone: --set 'sweep.{field}=[{raw}]'" if where == "[sweep]" and key == field
+            values = raw if raw.startswith("[") else f"[{raw}]"
+            hint = (f"; to run {'these values' if raw.startswith('[') else 'this value alone'}: --set "
+                    f"'sweep.{field}={values}'" if where == "[sweep]" and key == field
                     else f"; to sweep other values: --set 'sweep.{field}=[...]'" if where == "[sweep]"
                     else f"; change it in the spec's {where}")
             raise SpecError(f"--set {key}: the spec sweeps {field!r} ({where}), which would overrule this value"
