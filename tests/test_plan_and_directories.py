@@ -100,6 +100,8 @@ def test_two_studies_in_one_report_and_one_listing(tiny_spec, tmp_path, cli):
     for label in ("a: bs=16", "a: bs=200", "b: bs=16", "b: bs=200"):
         assert f"| {label} |" in summary
     assert "a: bs=16" in (tmp_path / "both" / "report.html").read_text()
+    assert cli("report", tmp_path / "a", "--out", tmp_path / "one").returncode == 0  # one study, elsewhere
+    assert "| bs=16 |" in (tmp_path / "one" / "summary.md").read_text()
     listed = json.loads(cli("ls", tmp_path / "a", tmp_path / "b", "--json").stdout)
     assert [(r["study"][-1], r["label"]) for r in listed] == [("a", "bs=16"), ("a", "bs=200"), ("b", "bs=16"),
                                                                 ("b", "bs=200")]

@@ -62,12 +62,16 @@ def _named(name: str, results: Results) -> dict[str, Any]:
 
 
 def write_comparison(directories: Sequence[str | Path], out: str | Path) -> Path:
-    """One report of several studies, written into ``out`` (created); returns the page."""
+    """One report of several studies (or of one, elsewhere than its directory), written into ``out``
+    (created); returns the page."""
     from batchlab.paths import check_output_dir
     from batchlab.report import read_study, write_report_of
 
     paths = [Path(d) for d in directories]
     read = [read_study(d) for d in paths]
+    if len(read) == 1:  # one study, written elsewhere: its own report, nothing to tell apart
+        results, study, quick, env = read[0]
+        return write_report_of(results, study, Path(check_output_dir(out, "--out")), quick, env)
     names = study_names(paths, [study.get("name", "") for _, study, _, _ in read])
     merged = merge_results([(name, results) for name, (results, *_) in zip(names, read, strict=True)])
     study = {"name": " vs ".join(names),
