@@ -60,7 +60,8 @@ def test_default_out_is_runs_slash_name(tiny_spec, tmp_path, cli):
 
 @pytest.mark.parametrize("args, message", [
     (["run", "nonexistent-recipe"], "neither a spec file nor a recipe"),
-    (["run", "{spec}", "--set", "train.batch_size=0"], "train.batch_size: Input should be greater than 0"),
+    (["run", "{spec}", "--set", "sweep.train.batch_size=[0]"], "train.batch_size: Input should be greater than 0"),
+    (["run", "{spec}", "--set", "train.batch_size=0"], "--set 'sweep.train.batch_size=[0]'"),
     (["run", "{spec}", "--set", "train.optimiser=sgd"], "unknown field 'optimiser' in [train]"),
     (["run", "{spec}", "--set", "model.name=vgg-small"], "model 'vgg-small' does not fit data 'blobs'"),
     (["run", "{spec}", "--set", "train.early_stop.patience=3"], "'val_loss' is not measured"),

@@ -28,11 +28,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="results directory (default: runs/<study name>[-quick])")
     run.add_argument("--jobs", type=int, help="worker processes, one thread each (default: all cores)")
     run.add_argument("--resume", action="store_true", help="continue an existing directory (also the default)")
+    run.add_argument("--fresh", action="store_true", help="start over: move an existing results directory aside "
+                     "to <dir>.old-<time> (never deleted)")
+    run.add_argument("--add", action="store_true", help="add this spec's configurations to a directory that holds "
+                     "another study")
+    run.add_argument("--dry-run", action="store_true", help="print the configurations, runs, epochs and an "
+                     "estimated time (from a few timed steps per configuration); write nothing")
+    run.add_argument("--print-config", nargs="?", const="toml", choices=["toml", "json"],
+                     help="print the resolved spec (after --quick and --set) as TOML (default) or JSON, and exit")
     run.add_argument("--quick", action="store_true", help="apply the spec's [quick] section: a few-minute version")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a field by dotted name, e.g. --set train.epochs=5 (repeatable)")
-    run.add_argument("--data", metavar="PATH", help="train on your own images: a folder with one sub-folder per "
-                     "class (e.g. cats/ dogs/), in place of the spec's dataset (its split settings kept)")
+    run.add_argument("--data", metavar="PATH", help="train on your own data: CIFAR-10's python batches, or a folder "
+                     "with one sub-folder of images per class (e.g. cats/ dogs/), in place of the spec's dataset "
+                     "(its split settings kept)")
     run.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
     run.add_argument("--no-report", action="store_true", help="skip writing report.html, figures/ and summary.md")
     run.add_argument("--ddp", type=int, metavar="N", help="split every batch across N data-parallel processes "
@@ -48,13 +57,16 @@ def _parser() -> argparse.ArgumentParser:
                           "says it is faster here), on (wherever possible), off (default: auto)")
 
     ls = sub.add_parser("ls", help="one row per configuration: final metrics, mean ± std over trials")
-    ls.add_argument("directory")
-    ls.add_argument("--json", action="store_true", help="JSON, one object per configuration")
+    ls.add_argument("directories", nargs="+", metavar="DIR", help="one or more results directories")
+    ls.add_argument("--runs", action="store_true", help="one row per run: its id, status, epochs and final metrics")
+    ls.add_argument("--json", action="store_true", help="JSON, one object per configuration (or run)")
 
     sub.add_parser("recipes", help="list the built-in recipes")
 
     report = sub.add_parser("report", help="write DIR/report.html, DIR/figures/*.png|svg and DIR/summary.md")
-    report.add_argument("directory")
+    report.add_argument("directories", nargs="+", metavar="DIR", help="a results directory, or several to compare")
+    report.add_argument("--out", help="where to write the report (needed for several directories: one report with "
+                        "every study's configurations, each labelled with its study)")
 
     def point(name: str, help_text: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text)
@@ -86,8 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     analyze = sub.add_parser("analyze", help="analyse trained minima: sharpness, hessian, interpolate, landscape")
     analyze.add_argument("analysis", help="sharpness | hessian | interpolate | landscape (or a registered plug-in)")
     analyze.add_argument("directory", help="a results directory written by `batchlab run`")
-    analyze.add_argument("--run", action="append", metavar="ID", help="only this run (repeatable; default: every "
-                         "finished run)")
+    analyze.add_argument("--run", action="append", metavar="ID", help="only this run, as `ls DIR --runs` shows it "
+                         "(label-sSEED) or its stored id (repeatable; default: every finished run)")
     analyze.add_argument("--pair", nargs=2, action="append", metavar=("A", "B"),
                          help="interpolate from run A to run B (repeatable; default: smallest- vs largest-batch run "
                               "of each seed)")
@@ -165,15 +177,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     from batchlab.study import RunOptions, run_study
     from batchlab.sweep.progress import BarReporter, LogReporter
 
+    if args.fresh and (args.add or args.resume):
+        raise SpecError(f"--fresh starts over; it cannot go with {'--add' if args.add else '--resume'}")
     options = RunOptions(out=args.out, sets=args.set, quick=args.quick, resume=args.resume, jobs=args.jobs,
                          data=args.data, ddp=args.ddp, device=args.device, executor=args.executor,
-                         address=args.address, vectorize=args.vectorize, report=not args.no_report)
+                         address=args.address, vectorize=args.vectorize, report=not args.no_report,
+                         fresh=args.fresh, add=args.add)
+    if args.print_config:
+        from batchlab.study import resolved_spec
+
+        print(resolved_spec(args.target, options, args.print_config), end="")
+        return 0
+    if args.dry_run:
+        from batchlab.results.tables import show_preview
+        from batchlab.study import preview
+
+        show_preview(preview(args.target, options))
+        return 0
     quiet = args.quiet or not sys.stderr.isatty()
     study = run_study(args.target, options, LogReporter if quiet else BarReporter, _say)
     if study is None:  # a torchrun process other than rank 0
         return 0
+    from batchlab.results.tables import show_summary
+
     parallel = f" ({study.world.size} processes per run)" if study.world else ""
-    _print_table(study.rows, f"{study.plan.study.name}: {study.directory}{parallel}")
+    show_summary(study.rows, f"{study.plan.study.name}: {study.directory}{parallel}")
     if study.claims:
         from batchlab.results.claims import counts_line
 
@@ -184,30 +212,33 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from batchlab.report import write_report
+    if len(args.directories) > 1 and not args.out:
+        raise SpecError("report of several directories: say where it goes with --out DIR")
+    if args.out:
+        from batchlab.report.compare import write_comparison
 
-    path = write_report(args.directory)
+        path = write_comparison(args.directories, args.out)
+    else:
+        from batchlab.report import write_report
+
+        path = write_report(args.directories[0])
     print(f"wrote {path}, {path.parent / 'summary.md'} and {path.parent / 'figures'}/")
     return 0
-
-
-def _print_table(rows: list[dict[str, Any]], title: str) -> None:
-    from rich.console import Console
-
-    from batchlab.results.summary import render_table
-
-    Console(width=200 if not sys.stdout.isatty() else None).print(render_table(rows, title))
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
     from batchlab.results.store import load
     from batchlab.results.summary import summarize
+    from batchlab.results.tables import run_rows, show, show_summary
 
-    rows = summarize(load(args.directory))
+    listed = []
+    for directory in args.directories:
+        rows = (run_rows if args.runs else summarize)(load(directory))
+        listed += [{**({"study": directory} if len(args.directories) > 1 else {}), **row} for row in rows]
+        if not args.json:
+            (show if args.runs else show_summary)(rows, directory)
     if args.json:
-        print(json.dumps(rows, indent=2, default=str))
-    else:
-        _print_table(rows, args.directory)
+        print(json.dumps(listed, indent=2, default=str))
     return 0
 
 
@@ -232,7 +263,10 @@ def _sizes(text: str) -> list[int]:
 
 def cmd_measure(args: argparse.Namespace) -> int:
     """noise-scale, grad-stats and memory: measure one configuration, print, store."""
+    from batchlab.results.labels import plan_labels
+    from batchlab.results.tables import show
     from batchlab.study import measure_configuration
+    from batchlab.sweep.progress import counted_work
 
     if getattr(args, "batches", 2) < 2:
         raise SpecError(f"--batches must be at least 2, got {args.batches}")
@@ -243,83 +277,37 @@ def cmd_measure(args: argparse.Namespace) -> int:
                   "batches": args.batches, "diversity_batches": args.diversity_batches}
     else:
         params = {"batch_sizes": _sizes(args.batch_sizes)}
-    done = measure_configuration(args.target, args.command, params, args.seed, args.set, args.out)
+    with counted_work(args.command) as step:
+        done = measure_configuration(args.target, args.command, params, args.seed, args.set, args.out, step)
     if args.json:
         print(json.dumps(done.rows, indent=2))
     else:
-        _print_rows(done.rows, f"{args.command}: {done.plan.study.name}, configuration {done.run.config_id}, "
-                               f"seed {args.seed} (stored in {done.directory})")
+        label = plan_labels(done.plan.runs).get(done.run.config_id, done.run.config_id)
+        show(done.rows, f"{args.command}: {done.plan.study.name}, configuration {label}, seed {args.seed} "
+                        f"(stored in {done.directory})")
     return 0
-
-
-def _print_rows(rows: list[dict[str, Any]], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for key in rows[0]:
-        table.add_column(key, justify="right")
-    for row in rows:
-        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
-    Console(width=200 if not sys.stdout.isatty() else None).print(table)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     """One analysis over a results directory: per-run results, then mean ± std by configuration."""
     import importlib
 
-    from batchlab.spec import parse_override
-
     for module in args.plugin:
         importlib.import_module(module)
-    from batchlab.analysis import DETAILS, HEADLINES, PAIRWISE, analyses
-    from batchlab.analysis.runner import analyze_directory
-    from batchlab.results.lock import writer_lock
-    from batchlab.results.store import ResultsStore
-    from batchlab.spec.plan import import_plugins
-    from batchlab.sweep.workers import default_jobs
+    from batchlab.results.tables import show_analysis
+    from batchlab.study import analyze_study
+    from batchlab.sweep.progress import counted_work
 
-    directory = Path(args.directory)
-    if not (directory / "results.db").exists():
-        raise SpecError(f"no results in {str(directory)!r} (no results.db)")
-    store = ResultsStore.open_read(directory)
-    try:  # the study's plug-ins, from where its spec was: its models and data must be rebuilt
-        plugins = sorted({p for r in store.run_rows() for p in r["config"].get("plugins", [])})
-        import_plugins(plugins, [d for d in [store.meta("spec_directory")] if d])
-    finally:
-        store.close()
-    try:
-        params = analyses.resolve({**dict(parse_override(p) for p in args.param), "name": args.analysis})
-    except ValueError as e:
-        raise SpecError(f"analyze {args.analysis}: {e}") from None
-    params.pop("name")
-    if args.pair and args.analysis not in PAIRWISE:
-        raise SpecError(f"--pair is for pairwise analyses ({', '.join(sorted(PAIRWISE))}), not {args.analysis!r}")
     if args.jobs is not None and args.jobs < 1:
         raise SpecError(f"--jobs must be at least 1, got {args.jobs}")
-    with writer_lock(directory):
-        rows = analyze_directory(directory, args.analysis, params, run_ids=args.run,
-                                 pairs=[tuple(p) for p in args.pair] if args.pair else None, epoch=args.epoch,
-                                 jobs=args.jobs or default_jobs())
-    rows.sort(key=lambda row: (row[1], row[2]))
+    with counted_work(args.analysis) as step:
+        done = analyze_study(args.directory, args.analysis, args.param, args.run, args.pair, args.epoch, args.jobs,
+                             step)
     if args.json:
-        print(json.dumps([{"config_id": c, "seed": s, "label": label, **data} for _, c, s, label, data in rows],
-                         indent=2))
-        return 0
-    headline = HEADLINES.get(args.analysis) or []
-    shown = headline + DETAILS.get(args.analysis, [])
-    table = [{"configuration": c, "seed": s, "label": label, "status": data["status"],
-              **{k: data.get(k) for k in shown}, **({"error": data["error"]} if data["status"] != "ok" else {})}
-             for _, c, s, label, data in rows]
-    _print_rows(table, f"{args.analysis}: {directory} (stored in its results)")
-    from batchlab.results.store import load
-    from batchlab.results.summary import summarize_measurements
-
-    summary = summarize_measurements(load(directory), args.analysis)
-    if summary and headline:
-        _print_rows(summary, f"{args.analysis}: mean ± std over trials, by configuration")
-    failed = sum(data["status"] != "ok" for *_, data in rows)
-    return 1 if failed else 0
+        print(json.dumps(done.rows, indent=2))
+    else:
+        show_analysis(args.analysis, done.rows, done.summary, args.directory)
+    return 1 if any(row["status"] != "ok" for row in done.rows) else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:

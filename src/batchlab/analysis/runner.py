@@ -116,8 +116,10 @@ def _task_in_worker(job: tuple[Any, ...], send: Callable[[Row], None]) -> None:
 
 def analyze_directory(directory: Path, name: str, params: dict[str, Any], run_ids: list[str] | None = None,
                       pairs: list[tuple[str, str]] | None = None, epoch: int | None = None, jobs: int = 1,
-                      skip_done: bool = False) -> list[tuple[str, str, int, str, dict[str, Any]]]:
-    """Run one analysis over a results directory and store every result; returns the stored rows."""
+                      skip_done: bool = False, on_done: Callable[[Row, int, int], None] | None = None
+                      ) -> list[tuple[str, str, int, str, dict[str, Any]]]:
+    """Run one analysis over a results directory and store every result; returns the stored rows.
+    ``on_done(row, done, total)``, when given, hears of each result as it is stored (a progress display)."""
     from batchlab.errors import SpecError
     from batchlab.results.store import DONE, ResultsStore
 
@@ -154,12 +156,15 @@ def analyze_directory(directory: Path, name: str, params: dict[str, Any], run_id
         return []
     rows: list[tuple[str, str, int, str, dict[str, Any]]] = []
     store = ResultsStore(directory)
+
+    def keep(row: Row) -> None:  # each result as it comes: an interruption keeps the rest
+        rows.append(row)
+        store.add_measurement(*row)
+        if on_done is not None:
+            on_done(row, len(rows), len(tasks))
+
     try:
         if jobs > 1 and len(tasks) > 1:
-            def keep(row: Row) -> None:  # each result as it comes: an interruption keeps the rest
-                rows.append(row)
-                store.add_measurement(*row)
-
             def lost(job: tuple[Any, ...], why: str) -> None:
                 runs = job[3]
                 keep((name, "~".join(r["config_id"] for r in runs), runs[0]["seed"],
@@ -170,8 +175,7 @@ def analyze_directory(directory: Path, name: str, params: dict[str, Any], run_id
             run_in_workers(_task_in_worker, tasks, jobs, plugins, keep, lost)
         else:
             for t in tasks:
-                rows.append(_task(*t))
-                store.add_measurement(*rows[-1])
+                keep(_task(*t))
     finally:
         store.close()
     return rows

@@ -14,6 +14,7 @@ Two ratios over a batch's per-example gradients g_i, each under its own name:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt
 from torch import nn
 
 from batchlab.gradients.estimators import batch_gradient, per_example_gradients, random_batches
-from batchlab.gradients.measurement import Rows, measurements, model_at
+from batchlab.gradients.measurement import Rows, measurements, model_at, steps
 from batchlab.losses import Loss
 
 
@@ -54,7 +55,7 @@ def gradient_norms(model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tenso
 
 
 def grad_stats_at(config: dict[str, Any], after_epochs: int, batch_sizes: list[int], batches: int,
-                  diversity_batches: int) -> list[dict[str, Any]]:
+                  diversity_batches: int, done: Callable[[str], None] = lambda what: None) -> list[dict[str, Any]]:
     """Norm of the batch gradient (mean and std over random batches) and gradient diversity, by batch size."""
     model, loss, data = model_at(config, after_epochs)
     model.train()
@@ -67,6 +68,7 @@ def grad_stats_at(config: dict[str, Any], after_epochs: int, batch_sizes: list[i
             raise SpecError(f"--batch-sizes: {size} is not between 1 and the {len(y)} training examples")
         rows.append({"after_epochs": after_epochs, **gradient_norms(
             model, loss, x, y, size, batches, seed=config["seed"] + size, diversity_batches=diversity_batches)})
+        done(f"batch {size} after {after_epochs} epochs")
     return rows
 
 
@@ -76,5 +78,6 @@ def grad_stats_rows(config: dict[str, Any], *, batch_sizes: list[PositiveInt] = 
                     batches: Annotated[int, Field(ge=2)] = 1000, diversity_batches: NonNegativeInt = 20,
                     after_epochs: list[NonNegativeInt] = [0]) -> Rows:  # noqa: B006
     """Norm of the batch gradient vs batch size over random batches, and gradient diversity (Shen 2018)."""
+    done = steps(len(after_epochs) * len(batch_sizes))
     return [(f"batch {row['batch_size']} after {row['after_epochs']} epochs", row)
-            for n in after_epochs for row in grad_stats_at(config, n, batch_sizes, batches, diversity_batches)]
+            for n in after_epochs for row in grad_stats_at(config, n, batch_sizes, batches, diversity_batches, done)]

@@ -10,6 +10,10 @@ answers the CLI and a spec's ``[measure]`` section.
 from __future__ import annotations
 
 import copy
+import itertools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from torch import nn
@@ -20,6 +24,31 @@ from batchlab.registry import Registry
 
 measurements = Registry("measurement")
 Rows = list[tuple[str, dict[str, Any]]]  # (label, row): the label keys the row in the store
+Progress = Callable[[int, int, str], None]  # (steps done, steps in all, what was just measured)
+_progress: ContextVar[Progress | None] = ContextVar("measurement_progress", default=None)
+
+
+@contextmanager
+def reporting(progress: Progress | None) -> Iterator[None]:
+    """Within the block, measurements report each step done to ``progress`` (a progress display);
+    a context variable, so the registered builders keep their spec fields as their only parameters."""
+    token = _progress.set(progress)
+    try:
+        yield
+    finally:
+        _progress.reset(token)
+
+
+def steps(total: int) -> Callable[[str], None]:
+    """A measurement's counter of its ``total`` steps (batch sizes, points of training): call it with
+    what was just measured; it tells the progress display set by ``reporting``, if any."""
+    progress, count = _progress.get(), itertools.count(1)
+
+    def done(what: str) -> None:
+        if progress is not None:
+            progress(next(count), total, what)
+
+    return done
 
 
 def model_at(config: dict[str, Any], after_epochs: int) -> tuple[nn.Module, Loss, DataSplits]:

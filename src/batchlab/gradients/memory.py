@@ -11,7 +11,7 @@ import torch
 from pydantic import PositiveInt
 
 from batchlab.data import load_data
-from batchlab.gradients.measurement import Rows, measurements
+from batchlab.gradients.measurement import Rows, measurements, steps
 
 
 def _peak_rss_reset() -> bool:
@@ -80,7 +80,7 @@ def step_memory(config: dict[str, Any], batch_sizes: list[int]) -> list[dict[str
     ``step_mb`` is the rise of the resident set above the set-up (model, data, optimizer) during two
     steps; for a run on a GPU, the rise of the device's peak allocation instead.
     """
-    context = mp.get_context("spawn")
+    context, done = mp.get_context("spawn"), steps(len(batch_sizes))
     rows = []
     for size in batch_sizes:
         results = context.Queue()
@@ -95,6 +95,7 @@ def step_memory(config: dict[str, Any], batch_sizes: list[int]) -> list[dict[str
         if child.exitcode != 0:
             raise RuntimeError(f"the memory probe for batch size {size} exited with code {child.exitcode}")
         rows.append(results.get(timeout=5))
+        done(f"batch {size}")
     return rows
 
 

@@ -18,7 +18,7 @@ from torch import nn
 from batchlab.data import load_data
 from batchlab.gradients.estimators import half_batch_estimates, two_batch_estimates
 from batchlab.gradients.grad_stats import gradient_norms
-from batchlab.gradients.measurement import Rows, measurements, model_at
+from batchlab.gradients.measurement import Rows, measurements, model_at, steps
 from batchlab.gradients.probe import Probe, probes
 from batchlab.losses import Loss
 
@@ -108,4 +108,8 @@ def noise_scale_rows(config: dict[str, Any], *, after_epochs: list[NonNegativeIn
                      small: PositiveInt = 16, big: PositiveInt | None = None,
                      batches: Annotated[int, Field(ge=2)] = 200) -> Rows:
     """Gradient noise scale and predicted critical batch size (McCandlish et al.)."""
-    return [(f"after {n} epochs", noise_scale_at(config, n, small, big, batches)) for n in after_epochs]
+    done, rows = steps(len(after_epochs)), []
+    for n in after_epochs:
+        rows.append((f"after {n} epochs", noise_scale_at(config, n, small, big, batches)))
+        done(rows[-1][0])
+    return rows

@@ -141,19 +141,34 @@ def write_report(directory: str | Path, quick: bool | None = None) -> Path:
     ``quick``: whether these are a recipe's quick form (default: the ``quick`` meta key ``batchlab
     run`` records). The environment is the ``environment`` meta key, else this process's own.
     """
+    directory = Path(directory)
+    results, study, recorded_quick, env = read_study(directory)
+    return write_report_of(results, study, directory, recorded_quick if quick is None else quick, env)
+
+
+def read_study(directory: Path) -> tuple[Any, dict[str, Any], bool, dict[str, Any]]:
+    """A results directory as a report needs it: its results (with each run's start and finish
+    times), its study, whether it is a quick form, and where it ran."""
     from batchlab.report.environment import environment
     from batchlab.results.store import ResultsStore, load
 
-    directory = Path(directory)
     results = load(directory)
     store = ResultsStore.open_read(directory)
     try:
         study = store.meta("study", {}) or {}
-        quick = bool(store.meta("quick", False)) if quick is None else quick
+        quick = bool(store.meta("quick", False))
         env = store.meta("environment") or {**environment(), "recorded": False}
         _timestamps(results, store.run_rows())
     finally:
         store.close()
+    return results, study, quick, env
+
+
+def write_report_of(results: Any, study: dict[str, Any], directory: Path, quick: bool = False,
+                    env: dict[str, Any] | None = None) -> Path:
+    """The report of results already loaded (one study's, or several merged: report/compare.py),
+    written into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
     data = prepare(results, study, quick=quick, environment=env)
     claims = claims_table(data, claim_rows(data))
     optional = [critical_batch_table(data), timing_table(data), memory_table(data)]

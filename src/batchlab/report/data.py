@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from batchlab.results.labels import config_labels
+from batchlab.results.labels import labels_by_config
 from batchlab.results.store import Results
 from batchlab.results.summary import _plain, varying_fields
 
@@ -96,17 +96,14 @@ def prepare(results: Results, study: dict[str, Any], quick: bool = False,
 
     runs = results.runs
     fields = varying_fields(runs) if len(runs) else []
-    firsts = []
+    labels = labels_by_config(runs)
     configs: list[Config] = []
     for config_id, group in runs.groupby("config_id", sort=False):
         first = group.iloc[0]
         values = {f: _plain(first[f]) for f in fields}
-        firsts.append({**values, "label": _plain(first["label"]) if "label" in group else None})
         finished = group[group["status"] == "finished"]["run_id"].tolist()
-        configs.append(Config(config_id, "", int(first["train.batch_size"]), _number(first.get("train.lr"), 0.0),
-                              values, run_ids=finished, trials=len(group)))
-    for c, label in zip(configs, config_labels(firsts, fields), strict=True):
-        c.label = label
+        configs.append(Config(config_id, labels[config_id], int(first["train.batch_size"]),
+                              _number(first.get("train.lr"), 0.0), values, run_ids=finished, trials=len(group)))
     order = {c.config_id: i for i, c in enumerate(configs)}  # plan order breaks the remaining ties
     configs.sort(key=lambda c: (c.batch_size, c.lr, order[c.config_id]))
     sizes = sorted({c.batch_size for c in configs}) or [1]

@@ -81,12 +81,11 @@ def analysis_tables(data: ReportData) -> list[Table]:
     from batchlab.analysis import HEADLINES
 
     tables = []
-    labels = {c.config_id: c.label for c in data.configs}
     for kind, headline in HEADLINES.items():
         rows_in = measurement_stats(data.results, kind)
         if not rows_in or not headline:
             continue
-        rows = [[labels.get(r["config_id"], r["config_id"]), r["label"], str(r["failed"]),
+        rows = [[r["configuration"], r["label"], str(r["failed"]),
                  *[_pm(r[k], 1.0, 4) + f" (n={r[k]['n']})" if r[k]["n"] else "–" for k in headline]]
                 for r in rows_in]
         tables.append(Table(f"Analysis: {kind}", ["configuration", "request", "failed", *headline], rows,

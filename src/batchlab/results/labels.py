@@ -3,18 +3,25 @@
 A label names only the fields that vary across the study, each as ``short=value``
 (``bs=1000 lr=0.1 schedule=piecewise``). A component (``piecewise(factors=[...], every=10)``) shows
 its name alone when the name tells the configurations apart, else the name and only the
-arguments that differ (``step(decay=0.5)``). A run's own ``label`` (a spec field) wins over all of it.
-Labels are never cut: a legend that truncates a label hides the one thing that tells two lines apart.
+arguments that differ (``step(decay=0.5)``). A configuration's own ``label`` (a spec field) wins over
+all of it; a label several configurations share (one ``[[sweep.grids]]`` entry's) is completed by
+what varies among them (``adam lr=0.001``). Labels are never cut: a legend that truncates a label
+hides the one thing that tells two lines apart.
+
+A run is shown as ``<label>-s<seed>``; the store keeps the hash ``run_id`` (``run_names`` maps one
+to the other, ``find_run`` accepts either).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
 
 SHORT = {"train.batch_size": "bs", "train.lr": "lr", "train.lr_scaling": "scaling", "train.warmup_epochs": "warm-up",
          "train.batch_schedule": "batch schedule", "train.optimizer": "optimizer", "train.epochs": "epochs"}
+NOT_NAMING = ("analysis.", "checkpoints.")  # what is done with a configuration's runs, not what they train
 _COMPONENT = re.compile(r"^([\w.-]+)\((.*)\)$")
 
 
@@ -59,30 +66,52 @@ def _value_texts(values: list[Any]) -> list[str]:
     return shown
 
 
+def varying_fields(runs: Any) -> list[str]:
+    """Config columns (dotted names) whose value differs between configurations.
+
+    A field of an optional section (``train.sam.eta``) that only says *whether* the section is set,
+    exactly like an earlier column does (``train.sam.rho``), is left out: it would repeat that column.
+    """
+    config_cols = [c for c in runs.columns if "." in c]
+    firsts = runs.groupby("config_id", sort=False).first()
+    kept, patterns = [], set()
+    for column in config_cols:
+        values = firsts[column].map(lambda v: json.dumps(v, default=str) if _is_set(v) else None)
+        if values.nunique(dropna=False) <= 1:
+            continue
+        pattern = tuple(values.notna())
+        if values.nunique() == 1 and pattern in patterns:
+            continue
+        kept.append(column)
+        patterns.add(pattern)
+    return kept
+
+
 def config_labels(configs: list[dict[str, Any]], fields: list[str]) -> list[str]:
     """One label per configuration (each a dict of its field values, ``label`` included if it has one)."""
     columns = {f: _value_texts([c.get(f) for c in configs]) for f in fields}
     shorts = [short_name(f) for f in fields]
     names = {f: f if shorts.count(short) > 1 else short for f, short in zip(fields, shorts, strict=True)}
+    own = [c.get("label") if isinstance(c.get("label"), str) and c.get("label") else None for c in configs]
     labels = []
     for i, config in enumerate(configs):
-        own = config.get("label")
-        if isinstance(own, str) and own:
-            labels.append(own)
+        if own[i] is None:
+            parts = [f"{names[f]}={columns[f][i]}" for f in fields if _is_set(config.get(f))]
+            labels.append(" ".join(parts) or "all runs")
             continue
-        parts = [f"{names[f]}={columns[f][i]}" for f in fields if _is_set(config.get(f))]
-        labels.append(" ".join(parts) or "all runs")
+        twins = [j for j, other in enumerate(own) if other == own[i]]
+        group = [{**configs[j], "label": None} for j in twins]
+        inner = [f for f in fields if len({json.dumps(c.get(f), default=str) for c in group}) > 1]
+        labels.append(f"{own[i]} {config_labels(group, inner)[twins.index(i)]}" if inner else own[i])
     return labels
 
 
 def labels_by_config(runs: Any) -> dict[str, str]:
     """config id → label, for a runs table (``batchlab.load(DIR).runs``, config fields by dotted name):
     what ``ls``, exports and log lines call each configuration."""
-    from batchlab.results.summary import varying_fields
-
     if len(runs) == 0:
         return {}
-    fields = varying_fields(runs)
+    fields = [f for f in varying_fields(runs) if not f.startswith(NOT_NAMING)]
     firsts = runs.groupby("config_id", sort=False).first()
     configs = [{**{f: _plain(row.get(f)) for f in fields}, "label": _plain(row.get("label"))}
                for _, row in firsts.iterrows()]
@@ -95,3 +124,50 @@ def labels_by_config(runs: Any) -> dict[str, str]:
 def _plain(value: Any) -> Any:
     value = value.item() if hasattr(value, "item") else value
     return value if _is_set(value) else None
+
+
+def plan_frame(runs: list[Any]) -> Any:
+    """A planned study's runs (``RunSpec``s) as the runs table ``batchlab.load`` would give, before
+    any result exists: run id, config id, seed and every config field by dotted name."""
+    import pandas as pd
+
+    from batchlab.spec import flatten_config
+
+    return pd.DataFrame([{"run_id": r.run_id, "config_id": r.config_id, "seed": r.seed,
+                          **flatten_config({k: v for k, v in r.config.items() if k != "seed"})} for r in runs])
+
+
+def plan_labels(runs: list[Any]) -> dict[str, str]:
+    """config id → label for a planned study, before any result exists: the labels the live progress
+    shows, derived exactly as ``labels_by_config`` derives them from the store."""
+    return labels_by_config(plan_frame(runs)) if runs else {}
+
+
+def run_name(label: str, seed: int) -> str:
+    """What a user sees for a run: ``<label>-s<seed>``."""
+    return f"{label}-s{seed}"
+
+
+def run_names(runs: Any) -> dict[str, str]:
+    """run id → ``<label>-s<seed>`` for a runs table (``batchlab.load(DIR).runs``)."""
+    labels = labels_by_config(runs)
+    return {r.run_id: run_name(labels[r.config_id], int(r.seed)) for r in runs.itertuples()}
+
+
+def find_run(name: str, runs: Any) -> str | None:
+    """The stored run id of ``name``: a run id itself, or a run's shown name ``<label>-s<seed>``."""
+    if name in set(runs["run_id"]):
+        return name
+    return next((run_id for run_id, shown in run_names(runs).items() if shown == name), None)
+
+
+def config_name(config_id: str, labels: dict[str, str]) -> str:
+    """A configuration's label; a pair's (``a~b``, a pairwise analysis) as ``label a → label b``."""
+    return " → ".join(labels.get(part, part) for part in config_id.split("~"))
+
+
+def named_runs(text: str, names: dict[str, str]) -> str:
+    """``text`` (e.g. a pairwise analysis's ``a-s0 -> b-s0; epoch 4``) with every run id shown by name."""
+    for run_id in sorted(names, key=len, reverse=True):
+        text = text.replace(run_id, names[run_id])
+    return text

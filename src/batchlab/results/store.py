@@ -138,12 +138,18 @@ class ResultsStore:
         return rows[0][0] if rows else None
 
     def plan(self, runs: list[Any]) -> None:
-        """Record planned runs (``RunSpec``s) as pending, in plan order; runs already known are kept."""
+        """Record planned runs (``RunSpec``s) as pending, in plan order; runs already known are kept,
+        but take the label the spec gives them now (a label is a name, not part of what was trained)."""
         with self._write() as db:
             db.executemany(
                 "INSERT OR IGNORE INTO runs (run_id, config_id, seed, config, overrides, status) "
                 "VALUES (?, ?, ?, ?, ?, 'pending')",
                 [(r.run_id, r.config_id, r.seed, json.dumps(r.config), json.dumps(r.overrides)) for r in runs])
+            db.executemany(
+                "UPDATE runs SET config = CASE WHEN ?1 IS NULL THEN json_remove(config, '$.label') "
+                "ELSE json_set(config, '$.label', ?1) END WHERE run_id = ?2 AND json_valid(config) "
+                "AND json_extract(config, '$.label') IS NOT ?1",
+                [(r.config.get("label"), r.run_id) for r in runs])
 
     def start_run(self, run_id: str) -> None:
         """Mark a planned run as running, forgetting anything an earlier, unfinished attempt wrote."""

@@ -13,9 +13,11 @@ from typing import Any
 import numpy as np
 
 from batchlab.metrics import SPLIT_METRICS, target_sign
+from batchlab.results.labels import config_name, labels_by_config, named_runs, run_names, varying_fields
 from batchlab.results.store import Results
 
 RUN_KEYS = {"run_id", "config_id", "seed", "status", "stop_reason", "error"}
+__all__ = ["render_table", "stats", "summarize", "summarize_measurements", "varying_fields"]
 
 
 def stats(values: Any) -> dict[str, float | int | None]:
@@ -30,38 +32,17 @@ def _is_set(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def varying_fields(runs: Any) -> list[str]:
-    """Config columns (dotted names) whose value differs between configurations.
-
-    A field of an optional section (``train.sam.eta``) that only says *whether* the section is set,
-    exactly like an earlier column does (``train.sam.rho``), is left out: it would repeat that column.
-    """
-    config_cols = [c for c in runs.columns if "." in c]
-    firsts = runs.groupby("config_id", sort=False).first()
-    kept, patterns = [], set()
-    for column in config_cols:
-        values = firsts[column].map(lambda v: json.dumps(v, default=str) if _is_set(v) else None)
-        if values.nunique(dropna=False) <= 1:
-            continue
-        pattern = tuple(values.notna())
-        if values.nunique() == 1 and pattern in patterns:
-            continue
-        kept.append(column)
-        patterns.add(pattern)
-    return kept
-
-
 def summarize(results: Results, config_ids: list[str] | None = None) -> list[dict[str, Any]]:
     runs = results.runs
     if len(runs) == 0:
         return []
-    fields = varying_fields(runs)
+    fields, labels = varying_fields(runs), labels_by_config(runs)
     rows = []
     for config_id, group in runs.groupby("config_id", sort=False):
         if config_ids is not None and config_id not in config_ids:
             continue
         first = group.iloc[0]
-        row: dict[str, Any] = {f: _plain(first[f]) for f in fields}
+        row: dict[str, Any] = {"label": labels[config_id], **{f: _plain(first[f]) for f in fields}}
         row["config_id"] = config_id
         for status in ("finished", "diverged", "failed"):
             row[status] = int((group["status"] == status).sum())
@@ -96,7 +77,7 @@ def render_table(rows: list[dict[str, Any]], title: str = "") -> Any:
     from rich.table import Table
 
     table = Table(title=title or None)
-    fields = [k for k in (rows[0] if rows else {}) if "." in k]
+    fields = [k for k in (rows[0] if rows else {}) if "." in k or k == "label"]
     for f in fields:
         table.add_column(f)
     table.add_column("done/div/fail", justify="right")
@@ -130,8 +111,8 @@ def _fmt_field(value: Any) -> str:
 
 
 def measurement_stats(results: Results, kind: str) -> list[dict[str, Any]]:
-    """Per (configuration, label) of one analysis: the varying config fields and stats() of each
-    headline number over trials. Failed analyses are counted (``failed``), never averaged in."""
+    """Per (configuration, label) of one analysis: the configuration's label, the varying config
+    fields and stats() of each headline number over trials (run ids in labels shown by name). Failed analyses are counted (``failed``), never averaged in."""
     from batchlab.analysis import HEADLINES
 
     m = results.measurements
@@ -141,12 +122,13 @@ def measurement_stats(results: Results, kind: str) -> list[dict[str, Any]]:
     runs = results.runs
     fields = varying_fields(runs) if len(runs) else []
     firsts = runs.groupby("config_id", sort=False).first() if len(runs) else None
+    labels, names = (labels_by_config(runs), run_names(runs)) if len(runs) else ({}, {})
     rows = []
     for (config_id, label), group in m.groupby(["config_id", "label"], sort=False):
-        row: dict[str, Any] = {}
+        row: dict[str, Any] = {"configuration": config_name(config_id, labels)}
         if firsts is not None and config_id in firsts.index:
             row.update({f: _plain(firsts.loc[config_id, f]) for f in fields})
-        row.update(config_id=config_id, label=label)
+        row.update(config_id=config_id, label=named_runs(label, names))
         ok = group[group["status"] == "ok"] if "status" in group else group
         row["failed"] = int(len(group) - len(ok))
         for key in HEADLINES.get(kind, []):

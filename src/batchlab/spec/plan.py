@@ -103,9 +103,39 @@ def validate_study(doc: dict[str, Any], where: str = "") -> Study:
 
 def config_id_of(config: dict[str, Any]) -> str:
     """A short stable hash of a run configuration without its seed (trials share it) and without
-    what does not change its training (how often it is checkpointed, what is analysed afterwards)."""
-    body = {k: v for k, v in config.items() if k not in ("seed", "checkpoints", "analysis")}
+    what does not change its training (how often it is checkpointed, what is analysed afterwards, its
+    label): so labelling or analysing a finished study never retrains it."""
+    body = {k: v for k, v in config.items() if k not in ("seed", "checkpoints", "analysis", "label")}
     return hashlib.sha1(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def swept_fields(sweep: Any) -> dict[str, str]:
+    """Every field a ``[sweep]`` section sets → where: its grid, a ``[[sweep.grids]]`` or an include entry."""
+    if not isinstance(sweep, dict):
+        return {}
+    found = {key: "[sweep]" for key in sweep if key not in ("trials", "include", "grids")}
+    for where, entries in (("[[sweep.grids]]", sweep.get("grids")), ("[[sweep.include]]", sweep.get("include"))):
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            for key in entry if isinstance(entry, dict) else []:
+                found.setdefault(key, f"{where} entry {i + 1}")
+    return found
+
+
+def check_not_swept(doc: dict[str, Any], override: str) -> None:
+    """``--set train.lr=0.2`` on a spec that sweeps ``train.lr`` would be silently overruled by the
+    sweep: refuse it, and show the ``sweep.`` form that runs the value alone."""
+    key, _, raw = (part.strip() for part in override.partition("="))
+    if key.startswith("sweep.") or key == "sweep":
+        return
+    for field, where in swept_fields(doc.get("sweep")).items():
+        if key == field or key.startswith(field + ".") or field.startswith(key + "."):
+            values = raw if raw.startswith("[") else f"[{raw}]"
+            hint = (f"; to run {'these values' if raw.startswith('[') else 'this value alone'}: --set "
+                    f"'sweep.{field}={values}'" if where == "[sweep]" and key == field
+                    else f"; to sweep other values: --set 'sweep.{field}=[...]'" if where == "[sweep]"
+                    else f"; change it in the spec's {where}")
+            raise SpecError(f"--set {key}: the spec sweeps {field!r} ({where}), which would overrule this value"
+                            f"{hint}")
 
 
 def plan_study(doc: dict[str, Any], *, quick: bool = False, sets: list[tuple[str, Any]] = ()) -> StudyPlan:
@@ -140,7 +170,9 @@ def plan_study(doc: dict[str, Any], *, quick: bool = False, sets: list[tuple[str
         resolved = validate_study(run_doc, where)
         # JSON-normal (tuples become lists): the configuration that runs is exactly the one stored
         config = json.loads(json.dumps(resolved.model_dump(include={"plugins", "data", "model", "train", "probes",
-                                                                          "checkpoints", "analysis"})))
+                                                                          "checkpoints", "analysis", "label"})))
+        if config["label"] is None:  # unlabelled: a name is derived where one is shown (results/labels.py)
+            del config["label"]
         config_id = config_id_of(config)
         if config_id in seen:
             continue

@@ -47,6 +47,13 @@ def check_study_name(name: str) -> str:
     return name
 
 
+def check_label(label: str | None) -> str | None:
+    """A configuration's label names it in tables, legends and run ids: one short printable line."""
+    if label is not None and (not label.strip() or not label.isprintable() or len(label) > MAX_NAME):
+        raise ValueError(f"a label must be 1 to {MAX_NAME} printable characters on one line, got {label[:60]!r}")
+    return label
+
+
 def check_plugin_names(value: Any) -> list[str]:
     """``plugins``: a list of importable module names (``my_components``, ``pkg.mod``), nothing else."""
     if not isinstance(value, list):  # a ValueError, not a TypeError: pydantic reports only the former
@@ -242,6 +249,15 @@ class SweepSpec(BaseModel):
     grids: list[dict[str, Any]] = Field([], description="sub-grids, each a product of its lists; their union "
                                         "is crossed with the top-level grid (e.g. each optimizer its own rates)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _grid_label_alone(cls, value: Any) -> Any:
+        """``label = "adam"`` in a ``[[sweep.grids]]`` entry names every point of that grid (no list needed)."""
+        if isinstance(value, dict) and isinstance(value.get("grids"), list):
+            value = {**value, "grids": [{**g, "label": [g["label"]]} if isinstance(g, dict) and isinstance(
+                g.get("label"), str) else g for g in value["grids"]]}
+        return value
+
     @model_validator(mode="after")
     def _grid_values_are_lists(self) -> SweepSpec:
         for where, grid in [("sweep", self.__pydantic_extra__ or {}),
@@ -291,6 +307,9 @@ class Checkpoints(_Section):
 class Study(_Section):
     name: Annotated[str, AfterValidator(check_study_name)] = "study"
     description: str = ""
+    label: Annotated[str | None, AfterValidator(check_label)] = Field(
+        None, description="a configuration's name in tables, legends and run ids (default: made from the fields "
+        "that vary); set it in [[sweep.include]] or [[sweep.grids]] entries; never part of the configuration id")
     deviations: list[str] = Field([], description="every deliberate departure from the published set-up the "
                                   "study reproduces (data, model, epochs, ...) and why; shown in the report")
     plugins: Annotated[list[str], BeforeValidator(check_plugin_names)] = Field(
