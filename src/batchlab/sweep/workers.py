@@ -8,6 +8,11 @@ streams what they send back to this process, which alone writes results. It owns
 so Ctrl-C (SIGINT, which the workers ignore) or SIGTERM in the driver stops every worker within a
 second and the interrupt goes on up to the command, and a worker that dies is noticed and its
 task reported lost while the others go on.
+
+A terminal sends Ctrl-C to every process of the foreground group, workers included, and a spawned
+worker spends its first seconds importing torch before any code of ours runs. So workers are born
+with SIGINT blocked (``children_deaf_to_sigint``): a Ctrl-C then can never print a worker's
+KeyboardInterrupt traceback beside the driver's one line.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import multiprocessing as mp
 import os
 import queue as queue_module
 import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -44,6 +50,26 @@ def single_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextmanager
+def children_deaf_to_sigint() -> Iterator[None]:
+    """Start processes in the block with SIGINT blocked, as CPython starts its resource tracker: a
+    child inherits the blocked signal across exec and never sees a Ctrl-C, while one that arrives
+    meanwhile here is held back and raised once the block ends, never halfway through a start."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []  # a Ctrl-C another thread of this process took while the main thread blocked it
+    before = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # one held back is delivered now, to the recorder
+        signal.signal(signal.SIGINT, before)
+    if caught:
+        signal.raise_signal(signal.SIGINT)  # through the usual handler: KeyboardInterrupt
 
 
 Send = Callable[[Any], None]
@@ -85,7 +111,8 @@ def run_in_workers(task: Task, items: list[Any], workers: int, plugins: list[str
     def start() -> None:
         inbox = context.Queue()
         process = context.Process(target=_worker, args=(task, plugins, inbox, messages), daemon=True)
-        process.start()
+        with children_deaf_to_sigint():
+            process.start()
         hand_out(process, inbox)
 
     for _ in range(min(workers, len(items))):
