@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import random
 import signal
+import sys
 import time
 
+import pytest
+
 from batchlab.results.lock import holder
-from tests.processes import RUN_FLAGS, Batchlab, check_consistent, edge_spec, numbers
+from tests.processes import RUN_FLAGS, Batchlab, check_consistent, edge_spec, numbers, workers_of
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="process groups are read from /proc")
 
 
 def test_a_second_writer_is_refused_and_the_first_completes(tmp_path, cli, edge_reference):
@@ -29,18 +34,22 @@ def test_a_second_writer_is_refused_and_the_first_completes(tmp_path, cli, edge_
 
 
 def test_a_sweep_killed_at_random_moments_resumes_to_the_same_bits(tmp_path, cli, edge_reference):
-    """Three SIGKILLs of the whole process group (driver, workers, resource tracker): one while the
-    sweep starts (store being created and planned, workers being spawned), two at random moments
-    soon after a run of the attempt has ended (others in flight, the store being written)."""
+    """Three SIGKILLs of the whole process group (driver, workers, resource tracker), at random
+    moments: while the sweep starts (store being created and planned, workers being spawned); soon
+    after a run has ended (others in flight, the store being written); once the workers exist
+    (importing torch or training, by the machine's speed). Three attempts that trained to a kill
+    would take twice as long: every worker spends seconds importing torch."""
     rng = random.Random(17)
     spec, out = edge_spec(tmp_path, trials=3), tmp_path / "out"
     after: list[dict[str, str]] = []  # the runs' statuses after each kill
-    for anchor, within in [("start-up", 2.0), ("a run ended", 0.4), ("a run ended", 0.4)]:
+    for anchor, within in [("store", 2.0), ("a run ended", 0.4), ("workers", 2.0)]:
         command = Batchlab("run", spec, "--out", out, "--jobs", 2, *RUN_FLAGS, cwd=tmp_path)
-        if anchor == "start-up":
+        if anchor == "store":
             assert command.wait_for(lambda: (out / "results.db").exists())
-        else:  # (or the sweep ends first, when the runs left were short)
-            command.wait_for(command.progress_lines)
+        elif anchor == "a run ended":
+            assert command.wait_for(command.progress_lines)
+        else:  # (a single run left would train in the driver, without workers)
+            command.wait_for(lambda: len(workers_of(command)) == 2)  # noqa: B023 - called in this iteration
         time.sleep(rng.uniform(0, within))
         command.signal_group(signal.SIGKILL)
         assert command.finish() in (-signal.SIGKILL, 0)  # 0: it finished first

@@ -32,6 +32,8 @@ from tests.processes import (
     workers_of,
 )
 
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="process groups are read from /proc")
+
 
 def assert_stopped(command: Batchlab, code: int, says: str) -> str:
     """The command ended with ``code`` and one line beginning ``says``, and took every process of
