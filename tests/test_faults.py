@@ -25,7 +25,8 @@ def test_a_second_writer_is_refused_and_the_first_completes(tmp_path, cli, edge_
     second = cli("run", spec, "--out", out, "--jobs", "1", *RUN_FLAGS)  # another process: this one
     assert first.proc.poll() is None  # the two really met
     assert second.returncode == 2 and second.stdout == ""
-    refusal = f"batchlab: error: {str(out)!r} is being written by batchlab (pid {first.pid}); wait for it or use another --out"
+    refusal = (f"batchlab: error: {str(out)!r} is being written by batchlab (pid {first.pid}); wait for it or use "
+               "another --out")
     assert second.stderr.splitlines() == [refusal]
     assert first.finish() == 0 and first.other_lines() == [], first.err
     status = check_consistent(out)  # integrity ok, every epoch of every finished run
