@@ -105,3 +105,14 @@ def run_quietly() -> Callable[..., Any]:
                          LogReporter)
 
     return call
+
+
+@pytest.fixture(scope="session")
+def edge_reference(tmp_path_factory: pytest.TempPathFactory, run_quietly: Callable[..., Any]) -> Path:
+    """The interrupt and fault tests' study (tests/processes.py), three trials, run once without
+    interruption: the numbers every interrupted and resumed run must reproduce to the bit."""
+    from tests.processes import edge_spec
+
+    directory = tmp_path_factory.mktemp("edge-reference")
+    run_quietly(edge_spec(directory, trials=3), directory / "out")
+    return directory / "out"

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from batchlab.data.files import data_override
-from batchlab.errors import SpecError
+from batchlab.errors import SpecError, Terminated
 from batchlab.paths import check_output_dir, default_output_dir
 from batchlab.results.claims import check_all
 from batchlab.results.labels import named_runs, plan_labels
@@ -120,7 +120,8 @@ def run_study(target: str | dict[str, Any], options: RunOptions, progress: Progr
             for name in measure_after_sweep(out, plan):
                 say(f"measured {name} on configuration {labels[plan.runs[0].config_id]}")
     except KeyboardInterrupt as stop:
-        raise type(stop)(_kept(out, plan)) from None
+        what = "terminated" if isinstance(stop, Terminated) else "interrupted"
+        raise type(stop)(_kept(out, plan, what)) from None
     results = load(out)
     rows = summarize(results, config_ids=list(dict.fromkeys(r.config_id for r in plan.runs)))
     claims = check_all(plan.study.claims, results) if plan.study.claims else []
@@ -165,8 +166,8 @@ def move_aside(out: Path) -> Path:
     return target
 
 
-def _kept(out: Path, plan: StudyPlan) -> str:
-    """What an interrupted study keeps, and how to go on."""
+def _kept(out: Path, plan: StudyPlan, what: str = "interrupted") -> str:
+    """What an interrupted (or terminated) study keeps, and how to go on."""
     try:
         store = ResultsStore.open_read(out)
         try:
@@ -174,8 +175,8 @@ def _kept(out: Path, plan: StudyPlan) -> str:
         finally:
             store.close()
     except Exception:  # noqa: BLE001 - the message must come out whatever the store's state
-        return f"interrupted; finished runs are stored in {out}; run the same command again to continue"
-    return (f"interrupted; {done} of {len(plan.runs)} runs are finished and stored in {out}; runs in flight are "
+        return f"{what}; finished runs are stored in {out}; run the same command again to continue"
+    return (f"{what}; {done} of {len(plan.runs)} runs are finished and stored in {out}; runs in flight are "
             "redone from their start; run the same command again to continue")
 
 

@@ -80,12 +80,15 @@ def step_memory(config: dict[str, Any], batch_sizes: list[int]) -> list[dict[str
     ``step_mb`` is the rise of the resident set above the set-up (model, data, optimizer) during two
     steps; for a run on a GPU, the rise of the device's peak allocation instead.
     """
+    from batchlab.training.prepare import children_deaf_to_sigint
+
     context, done = mp.get_context("spawn"), steps(len(batch_sizes))
     rows = []
     for size in batch_sizes:
         results = context.Queue()
         child = context.Process(target=_step_memory_child, args=(config, size, results))
-        child.start()
+        with children_deaf_to_sigint():  # a Ctrl-C while it imports torch is the parent's to handle
+            child.start()
         try:
             child.join()
         finally:

@@ -8,6 +8,11 @@ streams what they send back to this process, which alone writes results. It owns
 so Ctrl-C (SIGINT, which the workers ignore) or SIGTERM in the driver stops every worker within a
 second and the interrupt goes on up to the command, and a worker that dies is noticed and its
 task reported lost while the others go on.
+
+A terminal sends Ctrl-C to every process of the foreground group, workers included, and a spawned
+worker spends its first seconds importing torch before any code of ours runs. So workers are born
+with SIGINT blocked (``children_deaf_to_sigint``): a Ctrl-C then can never print a worker's
+KeyboardInterrupt traceback beside the driver's one line.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 
 import torch
 
-from batchlab.training.prepare import setup_worker
+from batchlab.training.prepare import children_deaf_to_sigint, setup_worker
 
 
 def default_jobs() -> int:
@@ -85,7 +90,8 @@ def run_in_workers(task: Task, items: list[Any], workers: int, plugins: list[str
     def start() -> None:
         inbox = context.Queue()
         process = context.Process(target=_worker, args=(task, plugins, inbox, messages), daemon=True)
-        process.start()
+        with children_deaf_to_sigint():
+            process.start()
         hand_out(process, inbox)
 
     for _ in range(min(workers, len(items))):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchlab.training.parallel import World, backend
-from batchlab.training.prepare import setup_worker
+from batchlab.training.prepare import children_deaf_to_sigint, setup_worker
 
 
 def _free_port() -> int:
@@ -94,8 +94,9 @@ def train_distributed(config: dict[str, Any], run_id: str, on_epoch: Callable[[i
     port = _free_port()
     procs = [context.Process(target=_process, args=(rank, size, port, config, messages, directory, run_id))
              for rank in range(size)]
-    for p in procs:
-        p.start()
+    with children_deaf_to_sigint():  # a Ctrl-C is the driver's to handle; it stops the ranks
+        for p in procs:
+            p.start()
     outcome: _Result | None = None
     errors: list[str] = []
     try:

@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,3 +139,23 @@ def setup_worker(plugins: list[str]) -> None:
     torch.set_num_threads(1)
     for module in plugins:
         importlib.import_module(module)
+
+
+@contextmanager
+def children_deaf_to_sigint() -> Iterator[None]:
+    """Start processes in the block with SIGINT blocked, as CPython starts its resource tracker: a
+    child inherits the blocked signal across exec and never sees a Ctrl-C, while one that arrives
+    meanwhile here is held back and raised once the block ends, never halfway through a start."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []  # a Ctrl-C another thread of this process took while the main thread blocked it
+    before = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # one held back is delivered now, to the recorder
+        signal.signal(signal.SIGINT, before)
+    if caught:
+        signal.raise_signal(signal.SIGINT)  # through the usual handler: KeyboardInterrupt
