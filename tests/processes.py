@@ -46,7 +46,14 @@ trials = {trials}
 """
 EPOCHS = 30
 RUN_FLAGS = ["--quiet", "--no-report", "--vectorize", "off"]
-PROGRESS = re.compile(r"^\[\d+/\d+\] ")  # LogReporter's line per ended run
+def _as_from_a_terminal() -> None:
+    """In the child: SIGINT handled and unblocked, as a shell starts a command. A test runner's worker
+    (pytest-xdist) may ignore SIGINT, and an ignored signal stays ignored across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+PROGRESS = re.compile(r"^([\w-]+: )?\[\d+/\d+\] ")  # a line per ended run, or per analysed run ("hessian: [1/9] ...")
 TIMING = ("seconds", "eval_seconds")  # wall-clock metrics: the only numbers allowed to differ between runs
 
 
@@ -65,7 +72,7 @@ class Batchlab:
         self.proc = subprocess.Popen([sys.executable, "-m", "batchlab", *map(str, args)], cwd=cwd,
                                      env={**os.environ, "PYTHONPATH": path}, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_as_from_a_terminal)  # noqa: PLW1509 - signal calls only
         self.pid = self.proc.pid
         self.err: list[str] = []
         self.out: list[str] = []

@@ -58,13 +58,15 @@ def launch_run(spec: Path, out: Path, *flags: str, jobs: int = 2) -> Batchlab:
     return Batchlab("run", spec, "--out", out, "--jobs", jobs, *(flags or RUN_FLAGS), cwd=out.parent)
 
 
-def test_workers_are_born_deaf_to_ctrl_c_and_the_driver_still_hears_it():
+def test_workers_are_born_deaf_to_ctrl_c_and_the_driver_still_hears_it(request):
     """A process started inside ``children_deaf_to_sigint`` has SIGINT blocked from its first
     instruction (so a Ctrl-C while it imports torch cannot print its traceback); a Ctrl-C that
     arrives meanwhile is held back and raised once the processes are started, not lost."""
     from batchlab.sweep.workers import children_deaf_to_sigint
 
     started = False
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a test worker may ignore SIGINT
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     with pytest.raises(KeyboardInterrupt), children_deaf_to_sigint():
         child = subprocess.Popen([sys.executable, "-c", "print(open('/proc/self/status').read())"],
                                  stdout=subprocess.PIPE, text=True)
