@@ -73,10 +73,11 @@ def test_default_out_is_runs_slash_name(tiny_spec, tmp_path, cli):
 ])
 def test_bad_input_is_one_line_and_exit_2(tiny_spec, tmp_path, args, message, cli):
     args = [a.format(spec=tiny_spec, tmp=tmp_path) for a in args]
-    done = cli(*args)
+    done = cli(*args, cwd=tmp_path)  # a refused study leaves nothing behind, wherever it was run
     assert done.returncode == 2
     assert done.stderr.startswith("batchlab: error: ") and message in done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
 
 
 def test_accumulation_with_batch_norm_warns_once_per_study(tiny_spec, tmp_path, cli):

@@ -85,8 +85,14 @@ def run_study(target: str | dict[str, Any], options: RunOptions, progress: Progr
     is this process's alone while it writes (results/lock.py); an interrupt stops the workers and
     says what is kept.
     """
+    from batchlab.sweep.preflight import preflight
+
     world = world_from_environment()  # started by torchrun: this process is one rank of every run
     plan = plan_runs(target, options, world)
+    warnings = preflight(plan.runs, plan.study.measure)  # what needs the data, before anything is written
+    if world is None or world.rank == 0:
+        for warning in warnings:
+            say(f"warning: {warning}")
     out = output_directory(plan, options)
     notes: list[str] = []
     jobs = 1 if world is not None or _on_gpu(plan.runs) else (options.jobs or _default_jobs())
@@ -100,7 +106,7 @@ def run_study(target: str | dict[str, Any], options: RunOptions, progress: Progr
             say(f"moved the earlier results to {moved}; starting afresh in {out}")
             check_output_dir(out, "--out" if options.out else "output directory")
         with writer_lock(out):
-            store = open_store(plan, out, options.quick, say)
+            store = open_store(plan, out, options.quick)
             try:
                 todo = [r for r in plan.runs if store.status(r.run_id) not in DONE]
                 with progress(todo, plan_labels(plan.runs), jobs) as reporter:
@@ -216,14 +222,10 @@ def output_directory(plan: StudyPlan, options: RunOptions) -> Path:
     return check_output_dir(out, "--out" if options.out else "output directory")
 
 
-def open_store(plan: StudyPlan, out: Path, quick: bool, say: Say) -> ResultsStore:
-    """Check the study against its data and the machine (warnings said once), then open its store
-    with the study, where it ran, and its runs recorded."""
+def open_store(plan: StudyPlan, out: Path, quick: bool) -> ResultsStore:
+    """The study's store, with the study, where it ran, and its runs recorded."""
     from batchlab.report.environment import environment
-    from batchlab.sweep.preflight import preflight
 
-    for warning in preflight(plan.runs, plan.study.measure):
-        say(f"warning: {warning}")
     store = ResultsStore(out)
     store.set_meta("study", plan.study.model_dump(exclude={"quick"}))
     store.set_meta("quick", quick)
