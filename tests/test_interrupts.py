@@ -102,7 +102,8 @@ def test_ctrl_c_during_training_keeps_the_finished_runs(tmp_path, cli, edge_refe
     said = assert_stopped(command, 130, "batchlab: interrupted; ")
     kept = int(re.match(r"batchlab: interrupted; (\d) of 3 runs are finished and stored in ", said).group(1))
     status = check_consistent(out)
-    assert 1 <= kept < 3 and list(status.values()).count("finished") == kept  # stopped mid-sweep, said truly
+    # said truly; usually mid-sweep, but on an idle machine the last runs may end before the signal lands
+    assert 1 <= kept <= 3 and list(status.values()).count("finished") == kept
     assert said.endswith("run the same command again to continue")
     assert_resumes(cli, spec, out, edge_reference)
 
