@@ -124,9 +124,9 @@ def test_batch_gradient_norm_follows_the_sampling_formula(regression):
 
 def test_two_batch_estimates_invert_the_expectation():
     g2, trace = 3.0, 50.0
-    expected = lambda b: g2 + trace / b  # noqa: E731
+    expected = lambda b: g2 + trace / b
     assert two_batch_estimates(expected(10), expected(100), 10, 100) == pytest.approx((g2, trace))
-    finite = lambda b: g2 + trace * (500 - b) / (b * 499)  # noqa: E731 - without replacement from 500
+    finite = lambda b: g2 + trace * (500 - b) / (b * 499)
     assert two_batch_estimates(finite(10), finite(250), 10, 250, population=500) == pytest.approx((g2, trace))
 
 

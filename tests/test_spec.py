@@ -136,7 +136,7 @@ def test_readme_full_spec_example_validates_as_written():
     from pathlib import Path
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    block = next(b for b in re.findall(r"```toml\n(.*?)```", readme, re.S) if 'name = "my-study"' in b)
+    block = next(b for b in re.findall(r"```toml\n(.*?)```", readme, re.DOTALL) if 'name = "my-study"' in b)
     plan = plan_study(tomllib.loads(block))
     assert len(plan.runs) == 6  # three batch sizes × two sub-grid rates; the include repeats a grid point
     train = plan.runs[0].config["train"]
@@ -148,7 +148,7 @@ def test_readme_analysis_table_validates_and_does_not_change_the_config_id():
     from pathlib import Path
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    block = next(b for b in re.findall(r"```toml\n(.*?)```", readme, re.S) if b.startswith("[analysis]"))
+    block = next(b for b in re.findall(r"```toml\n(.*?)```", readme, re.DOTALL) if b.startswith("[analysis]"))
     plain = plan_study({"train": {"epochs": 1}})
     analysed = plan_study({"train": {"epochs": 1}, **tomllib.loads(block)})
     assert set(analysed.runs[0].config["analysis"]) == {"sharpness", "hessian", "landscape", "interpolate"}
