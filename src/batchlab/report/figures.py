@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from batchlab.metrics import lower_is_better
 from batchlab.registry import Registry
 from batchlab.report.data import Config, ReportData, geometric_by_epoch, mean_std_by_epoch
 
@@ -246,7 +247,7 @@ def _target_text(target: dict[str, Any]) -> str:
     metric, value = str(target.get("metric", "")), target.get("value")
     if metric.endswith("_acc") and isinstance(value, int | float):
         return f"{_metric_name(metric)} reaches {100 * value:g} %"
-    sign = "falls to" if metric.endswith("loss") else "reaches"
+    sign = "falls to" if lower_is_better(metric) else "reaches"
     return f"{_metric_name(metric)} {sign} {value}"
 
 
