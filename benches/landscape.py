@@ -1,4 +1,4 @@
-"""Time a 51×51 filter-normalized loss landscape of the seed-000 model on its 1,000 training pairs.
+"""Time a 51×51 filter-normalized loss landscape of the pair CNN (Chaffard) on its 1,000 training pairs.
 
 Prints seconds and the ratio against evaluating the grid one point at a time the plain way
 (copy the weights into the model, one forward pass over all 1,000 pairs), for:
@@ -61,7 +61,7 @@ def main() -> None:
                  for k, v in (("train", data.train), ("val", data.val), ("test", data.test))}
         data = DataSplits(moved["train"], moved["val"], moved["test"], data.num_classes)
     minimum = Minimum("bench", "bench", 0, 5, 20, model, loss, data)
-    print(f"seed-000 CNN after 5 epochs at batch 20; {args.points}x{args.points} grid on 1,000 pairs, "
+    print(f"pair CNN (Chaffard) after 5 epochs at batch 20; {args.points}x{args.points} grid on 1,000 pairs, "
           f"{args.threads} thread(s), {args.device}")
     plain = plain_grid(minimum, args.points)
     print(f"{'plain loop (one point, one 1,000-pair pass)':48s} {plain:7.1f} s   1.00x")

@@ -1,4 +1,4 @@
-"""Time the main job (seed 000: 5 configurations x trials x 80 epochs) against plain PyTorch loops.
+"""Time the main job (Chaffard's digit pairs: 5 configurations x trials x 80 epochs) against plain PyTorch loops.
 
 Baselines do the same work (same data, model, optimizer, per-epoch evaluation of the full train and
 test sets) written the usual ways, in one process with PyTorch's default threads:
@@ -18,7 +18,7 @@ compared with its own single-core limit.
     python benches/seed000.py --device cuda      # the same comparison on a GPU (data and models on it)
 
 On a GPU the "limit" is the float32 matrix-multiply rate of the card (TF32 off, as batchlab trains):
-the seed-000 CNN is far too small to fill it, so there the numbers show launch overhead, not arithmetic.
+the pair CNN is far too small to fill it, so there the numbers show launch overhead, not arithmetic.
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ def main() -> None:
     args = parser.parse_args()
     device = args.device
     where = torch.cuda.get_device_name() if device == "cuda" else f"{torch.get_num_threads()} threads by default"
-    print(f"seed-000 main job: 5 configurations x {args.trials} trials x {args.epochs} epochs, "
+    print(f"main job (mnist-pairs): 5 configurations x {args.trials} trials x {args.epochs} epochs, "
           f"torch {torch.__version__}, {where}", flush=True)
     cores = torch.get_num_threads()
     all_cores, one_core = matmul_rate(cores, device), matmul_rate(1)
