@@ -123,7 +123,11 @@ def study_section(directory: Path, refresh: bool = False) -> str:
     t, meta = timing(directory), study_meta(directory)
     ended = ", ".join(f"{n} {status}" for status, n in sorted(t.statuses.items()))
     when = dt.datetime.fromtimestamp(t.last_finished).strftime("%Y-%m-%d %H:%M") if t.last_finished else "–"
-    lines = [demote(summary_markdown(directory, refresh)).rstrip(), "",
+    unfinished = t.runs - sum(n for status, n in t.statuses.items() if status in ("finished", "diverged", "failed"))
+    warning = ([f"**Incomplete:** {unfinished} of {t.runs} runs had not ended when this page was assembled; "
+                "the numbers below are of the runs that had.", ""] if unfinished else [])
+    heading, _, body = demote(summary_markdown(directory, refresh)).rstrip().partition("\n")
+    lines = [heading, "", *warning, body.lstrip("\n"), "",
              (f"*Study directory `{directory}`: {t.runs} runs ({ended}); last run finished {when}; "
              f"wall clock {duration(t.wall_seconds)}, the runs' own times summed {duration(t.run_seconds)}.*"), ""]
     if meta.get("deviations"):
