@@ -249,6 +249,7 @@ def _execute_in_world(plan: StudyPlan, store: ResultsStore | None, world: World,
     try:
         writer = StoreWriter(store, reporter, plan.runs) if store is not None and reporter is not None else None
         execute_in_world(plan.runs, store, writer, world)
+        dist.barrier()  # every rank done talking before any tears its group down (gloo aborts otherwise)
     finally:
         dist.destroy_process_group()
 
