@@ -63,6 +63,26 @@ def test_the_clock_times_epochs_per_configuration(plan):
     assert state.epochs_done() == 3
 
 
+def test_runs_that_may_stop_early_are_expected_to_train_as_long_as_their_ended_siblings(tiny_study_text):
+    doc = tomllib.loads(tiny_study_text)
+    doc["train"].update(epochs=1000, early_stop={"metric": "train_loss", "patience": 5})
+    runs = plan_study(doc).runs
+    state = StudyClock(runs, plan_labels(runs), jobs=1, clock=FakeClock())
+    small, sibling, large, _ = runs
+    assert state.remaining()[0] == (small.config_id, 1000)  # nothing has ended: the budget is all we know
+    state.started(small)
+    state.epoch(small.run_id, 40, {})
+    state.ended(small.run_id)  # early-stopped after 40 of 1,000 epochs
+    state.started(sibling)
+    state.epoch(sibling.run_id, 10, {})
+    left = dict(zip([r.run_id for r in runs if r is not small], state.remaining(), strict=True))
+    assert left[sibling.run_id] == (small.config_id, 30)  # 40 expected, 10 done
+    assert left[large.run_id] == (large.config_id, 1000)  # no run of its configuration has ended yet
+    state.epoch(sibling.run_id, 55, {})
+    assert dict(zip([r.run_id for r in runs if r is not small], state.remaining(), strict=True))[sibling.run_id] \
+        == (small.config_id, 0)  # past its siblings: at least what it has done, so nothing known to be left
+
+
 def test_log_lines_name_the_run_and_its_final_metrics(plan, capsys):
     clock = FakeClock()
     reporter = LogReporter(plan, plan_labels(plan), jobs=1, clock=clock)

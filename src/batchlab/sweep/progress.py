@@ -56,6 +56,11 @@ def metrics_text(metrics: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _may_stop_early(run: RunSpec) -> bool:
+    train = run.config["train"]
+    return bool(train.get("early_stop") or (train.get("target") or {}).get("stop"))
+
+
 class StudyClock:
     """What the progress display knows of a sweep: each run's epoch and latest metrics, and each
     configuration's running mean of seconds per epoch (the interval between a run's epoch records)."""
@@ -102,8 +107,23 @@ class StudyClock:
         return {config_id: seconds / count for config_id, (seconds, count) in self.timing.items()}
 
     def remaining(self) -> list[tuple[str, int]]:
-        return [(run.config_id, self.total_epochs[run_id] - self.reached[run_id])
-                for run_id, run in self.runs.items() if run_id not in self.ended_runs]
+        """(config id, epochs left) of every unfinished run. A run that may stop early (early stopping,
+        or a target that stops it) is expected to train as long as the runs of its configuration that
+        have ended did, not its whole epoch budget, once one has ended."""
+        trained: dict[str, list[int]] = {}
+        for run_id in self.ended_runs:
+            if run_id in self.runs:
+                trained.setdefault(self.runs[run_id].config_id, []).append(self.reached[run_id])
+        left = []
+        for run_id, run in self.runs.items():
+            if run_id in self.ended_runs:
+                continue
+            planned = self.total_epochs[run_id]
+            if _may_stop_early(run) and trained.get(run.config_id):
+                typical = round(sum(trained[run.config_id]) / len(trained[run.config_id]))
+                planned = min(planned, max(typical, self.reached[run_id]))
+            left.append((run.config_id, planned - self.reached[run_id]))
+        return left
 
     def eta(self) -> float | None:
         return eta_seconds(self.epoch_seconds(), self.remaining(), self.jobs)
