@@ -7,6 +7,7 @@ import json
 import pytest
 
 from batchlab.gradients.memory import step_memory
+from batchlab.results.claims import Claim
 from batchlab.results.store import load
 from batchlab.spec import plan_study
 
@@ -66,24 +67,47 @@ def test_memory_command_runs_and_stores(tiny_spec, tmp_path, cli):
     assert load(tmp_path).measurements["kind"].tolist() == ["memory"]
 
 
-def test_a_specs_measure_section_is_taken_once_after_the_sweep(tiny_spec, tmp_path, cli):
+def test_a_specs_measure_section_is_taken_once_after_the_sweep_at_each_trial(tiny_spec, tmp_path, cli):
     spec = tmp_path / "measured.toml"
     spec.write_text(tiny_spec.read_text() + "\n[measure.grad-stats]\nbatch_sizes = [1, 64]\nbatches = 50\n"
-                    "diversity_batches = 0\nafter_epochs = [0, 2]\n")
+                    "diversity_batches = 2\nafter_epochs = [0, 2]\ntrials = 2\n")
     out = tmp_path / "out"
-    args = ("run", str(spec), "--out", str(out), "--quiet", "--no-report", "--set", "sweep.trials=1")
+    args = ("run", str(spec), "--out", str(out), "--quiet", "--no-report", "--set", "sweep.trials=2")
     done = cli(*args)
     assert done.returncode == 0, done.stderr
     stored = load(out).measurements
-    assert sorted(stored["label"]) == ["batch 1 after 0 epochs", "batch 1 after 2 epochs",
-                                       "batch 64 after 0 epochs", "batch 64 after 2 epochs"]
+    labels = ["batch 1 after 0 epochs", "batch 1 after 2 epochs", "batch 64 after 0 epochs", "batch 64 after 2 epochs"]
+    assert sorted(stored["label"]) == sorted(labels * 2)
     first = load(out).runs.sort_values("train.batch_size")["config_id"].iloc[0]
-    assert set(stored["config_id"]) == {first} and set(stored["seed"]) == {0}
+    assert set(stored["config_id"]) == {first} and sorted(stored["seed"]) == [0] * 4 + [1] * 4
     assert all(stored["grad_norm_mean"] > 0)
+    by_seed = stored.set_index(["label", "seed"])["grad_norm_mean"]
+    assert all(by_seed[(label, 0)] != by_seed[(label, 1)] for label in labels)  # each trial its own network
     assert cli(*args, "--resume").returncode == 0
-    assert len(load(out).measurements) == 4  # taken once, however often the study is run
+    assert len(load(out).measurements) == 8  # taken once, however often the study is run
+
+    # two trials: a claim on the measurement has an interval over trials, not "a single trial"
+    from batchlab.results.claims import check
+
+    row = check(Claim(claim="averaging cancels noise", value="grad-stats:grad_norm_mean",
+                      select={"after_epochs": 0}, decreases_with="batch_size"), load(out))
+    assert row["n"] == 2 and row["interval"] is not None and row["verdict"] != "not measured"
+
+    # the report's figure draws both panels: the norm and Yin et al.'s diversity
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from batchlab.report.data import prepare
+    from batchlab.report.figures import figures
+
+    fig = figures.get("grad-norms")(prepare(load(out), {"name": "measured"}))
+    assert all(ax.lines for ax in fig.axes[:2])
 
     bad = tmp_path / "bad.toml"
     bad.write_text(tiny_spec.read_text() + "\n[measure.grad-stats]\nbatches = 1\n")
     done = cli("run", str(bad), "--out", str(tmp_path / "bad"))
     assert done.returncode == 2 and "batches" in done.stderr and "Traceback" not in done.stderr
+    many = tmp_path / "many.toml"
+    many.write_text(tiny_spec.read_text() + "\n[measure.grad-stats]\ntrials = 9\n")
+    done = cli("run", str(many), "--out", str(tmp_path / "many"), "--set", "sweep.trials=2")
+    assert done.returncode == 2 and "trials = 9" in done.stderr and "Traceback" not in done.stderr

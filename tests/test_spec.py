@@ -138,7 +138,7 @@ def test_readme_full_spec_example_validates_as_written():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     block = next(b for b in re.findall(r"```toml\n(.*?)```", readme, re.DOTALL) if 'name = "my-study"' in b)
     plan = plan_study(tomllib.loads(block))
-    assert len(plan.runs) == 6  # three batch sizes × two sub-grid rates; the include repeats a grid point
+    assert len(plan.runs) == 18  # (three batch sizes × two sub-grid rates; the include repeats one) × 3 trials
     train = plan.runs[0].config["train"]
     assert train["lr_update"] == "epoch" and train["accumulate"] == 1 and train["sam"] is None
 

@@ -277,26 +277,30 @@ def analyze_after_sweep(out: Path, runs: list[RunSpec], jobs: int) -> None:
             analyze_directory(out, name, params, run_ids=run_ids, jobs=jobs, skip_done=True)
 
 
-def measure_after_sweep(out: Path, plan: StudyPlan, seed: int = 0) -> list[str]:
-    """The spec's [measure] section on its first configuration (seed 0), as `batchlab grad-stats`
-    does. A measurement already stored for that configuration and seed is not taken again, so a
-    resumed or re-run study adds only what is missing. Returns the names taken now."""
+def measure_after_sweep(out: Path, plan: StudyPlan) -> list[str]:
+    """The spec's [measure] section on its first configuration, as `batchlab grad-stats` does, at the
+    first ``trials`` trial seeds (default 1: seed 0) with each trial's own data. A measurement already
+    stored for that configuration and seed is not taken again, so a resumed or re-run study adds only
+    what is missing. Returns the names taken now."""
     from batchlab.gradients import measurements
 
     if not plan.study.measure:
         return []
-    run = plan.runs[0]
+    first = plan.runs[0].config_id
+    trials = [run for run in plan.runs if run.config_id == first]
     store = ResultsStore(out)
     try:
-        done = {kind for kind, config_id, s, *_ in store.measurement_rows() if config_id == run.config_id and s == seed}
+        done = {(kind, s) for kind, config_id, s, *_ in store.measurement_rows() if config_id == first}
         taken = []
         for name, params in plan.study.measure.items():
-            if name in done:
-                continue
-            for label, row in measurements.build({"name": name, **params}, {**run.config, "seed": seed}):
-                store.add_measurement(name, run.config_id, seed, label, row)
-            taken.append(name)
-        return taken
+            params = dict(params)
+            for run in trials[:params.pop("trials", 1)]:
+                if (name, run.seed) in done:
+                    continue
+                for label, row in measurements.build({"name": name, **params}, run.config):
+                    store.add_measurement(name, first, run.seed, label, row)
+                taken.append(name)
+        return list(dict.fromkeys(taken))
     finally:
         store.close()
 

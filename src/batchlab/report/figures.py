@@ -624,8 +624,9 @@ def noise_scale(data: ReportData) -> Any:
 
 @figure("grad-norms")
 def grad_norms(data: ReportData) -> Any:
-    """Norm of the batch gradient, and the gradient diversity, against batch size over many random
-    batches (mean ± std over batches), from `grad-stats`, at initialization and after training."""
+    """Norm of the batch gradient, and Yin et al.'s gradient diversity, against batch size over many
+    random batches (mean ± std over batches, averaged over the trials measured), from `grad-stats`, at
+    initialization and after training."""
     m = data.measurements("grad-stats")
     if len(m) == 0:
         return None
@@ -640,11 +641,12 @@ def grad_norms(data: ReportData) -> Any:
         label = f"{data.label_of(config_id)}, {_after(after)}"
         axes[0].errorbar(group["batch_size"], group["grad_norm_mean"], yerr=group["grad_norm_std"].fillna(0),
                          marker=marker, color=colour, linestyle=style, capsize=3, label=label)
-        if "diversity_mean" in group:
-            axes[1].errorbar(group["batch_size"], group["diversity_mean"], yerr=group["diversity_std"].fillna(0),
-                             marker=marker, color=colour, linestyle=style, capsize=3)
+        if "diversity_yin_mean" in group:
+            axes[1].errorbar(group["batch_size"], group["diversity_yin_mean"],
+                             yerr=group["diversity_yin_std"].fillna(0), marker=marker, color=colour,
+                             linestyle=style, capsize=3)
     axes[0].set_ylabel("‖batch gradient‖ (mean ± std)")
-    axes[1].set_ylabel("gradient diversity Σ‖gᵢ‖ / ‖Σgᵢ‖")
+    axes[1].set_ylabel("gradient diversity Σ‖gᵢ‖² / ‖Σgᵢ‖² (Yin et al.)")
     for ax in axes:
         _batch_axis(ax, data, sizes)
         _plain_log(ax, "y")

@@ -156,6 +156,10 @@ def plan_study(doc: dict[str, Any], *, quick: bool = False, sets: list[tuple[str
         study = validate_study(doc)
     except SpecError as e:
         raise SpecError(f"{e}{sweep_hint(list(sets), str(e))}") from None
+    for name, params in study.measure.items():  # a measurement's trial seeds are the sweep's
+        if params.get("trials", 1) > study.sweep.trials:
+            raise SpecError(f"measure.{name}.trials = {params['trials']}: the sweep runs only "
+                            f"{study.sweep.trials} trial(s)")
     base = {k: v for k, v in doc.items() if k not in ("sweep", "quick")}
 
     variants = study.sweep.variants()

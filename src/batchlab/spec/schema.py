@@ -85,7 +85,13 @@ def _named_table(kind: str, section: str) -> Any:
                 params = {}
             if not isinstance(params, dict):
                 raise ValueError(f"{section}.{name}: expected true, false or a table of parameters, got {params!r}")
+            params = dict(params)
+            trials = params.pop("trials", 1) if kind == "measurement" else None
+            if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
+                raise ValueError(f"{section}.{name}.trials: expected a whole number of trials >= 1, got {trials!r}")
             resolved[name] = {k: v for k, v in lookup(kind).resolve({**params, "name": name}).items() if k != "name"}
+            if trials is not None:  # a measurement may be taken at several trial seeds (study.measure_after_sweep)
+                resolved[name]["trials"] = trials
         return resolved
 
     return BeforeValidator(resolve)
@@ -321,7 +327,9 @@ class Study(_Section):
     probes: Probes = Field({}, description="measurements taken while training (probes.py)")
     checkpoints: Checkpoints = Field(default_factory=Checkpoints)
     analysis: Analyses = Field({}, description="analyses of each run's final weights (analysis/__init__.py)")
-    measure: Measures = Field({}, description="measurements of the first configuration after the sweep (measure.py)")
+    measure: Measures = Field({}, description="measurements of the first configuration after the sweep "
+                              "(gradients/measurement.py); `trials = k` takes each at the first k trial seeds, so "
+                              "a claim on it gets an interval over trials")
     sweep: SweepSpec = Field(default_factory=SweepSpec)
     claims: list[Claim] = Field([], description="published claims, checked in the report (claims.py)")
     quick: dict[str, Any] | None = None
