@@ -348,3 +348,24 @@ def test_a_writer_killed_mid_transaction_leaves_a_consistent_store(tmp_path):
         counts = dict(db.execute("SELECT run_id, count(*) FROM metrics GROUP BY run_id"))
         db.close()
         assert finished and set(counts) == finished and set(counts.values()) == {20}  # all of a run or none
+
+
+def test_trials_that_stopped_at_different_epochs_share_one_analysis_row(tmp_path):
+    """Early stopping puts each trial's final epoch in its analysis label; the summary still averages
+    over the trials (n = 3), names the epochs' range, and keeps analyses at several epochs apart."""
+    from batchlab.results.summary import measurement_stats
+
+    store = ResultsStore(tmp_path)
+    sharp = {"abc": [(0, 64, 40.0), (1, 68, 50.0), (2, 69, 60.0)],  # early stopping: epochs differ
+             "def": [(0, 10, 1.0), (0, 20, 2.0), (1, 10, 3.0), (1, 20, 4.0)]}  # two epochs per run
+    for config_id, rows in sharp.items():
+        for seed, epoch, value in rows:
+            store.add_measurement("sharpness", config_id, seed, f"epoch {epoch}; examples=1000",
+                                  {"sharpness": value, "sharpness_subspace": value / 10})
+    store.close()
+    rows = {(r["config_id"], r["label"]): r for r in measurement_stats(load(tmp_path), "sharpness")}
+    merged = rows[("abc", "epochs 64–69; examples=1000")]["sharpness"]
+    assert merged["n"] == 3 and merged["mean"] == pytest.approx(50.0) and merged["std"] == pytest.approx(10.0)
+    assert rows[("def", "epoch 10; examples=1000")]["sharpness"]["mean"] == pytest.approx(2.0)
+    assert rows[("def", "epoch 20; examples=1000")]["sharpness"]["mean"] == pytest.approx(3.0)
+    assert len(rows) == 3

@@ -781,7 +781,8 @@ def landscapes(data: ReportData) -> Any:
     if not chosen:
         return None
     rises = [np.asarray(row["loss"], dtype=float) - row["center_loss"] for _, row in chosen]
-    top = max(float(np.nanmax(r)) for r in rises)
+    finite = [r[np.isfinite(r)] for r in rises]  # a diverged run's landscape may be NaN throughout
+    top = max((float(f.max()) for f in finite if f.size), default=0.0)
     levels = np.geomspace(top * 1e-3, top, 13) if top > 0 else np.linspace(-1, 1, 13)
     fig, axes = plt.subplots(1, len(chosen), figsize=(3.6 * len(chosen) + 1.2, 3.9), squeeze=False,
                              constrained_layout=True)

@@ -124,17 +124,39 @@ def measurement_stats(results: Results, kind: str) -> list[dict[str, Any]]:
     firsts = runs.groupby("config_id", sort=False).first() if len(runs) else None
     labels, names = (labels_by_config(runs), run_names(runs)) if len(runs) else ({}, {})
     rows = []
-    for (config_id, label), group in m.groupby(["config_id", "label"], sort=False):
+    m = m.assign(label=[named_runs(str(text), names) for text in m["label"]])
+    m = m.assign(request=_across_trials(m))
+    for (config_id, label), group in m.groupby(["config_id", "request"], sort=False):
         row: dict[str, Any] = {"configuration": config_name(config_id, labels)}
         if firsts is not None and config_id in firsts.index:
             row.update({f: _plain(firsts.loc[config_id, f]) for f in fields})
-        row.update(config_id=config_id, label=named_runs(label, names))
+        row.update(config_id=config_id, label=label)
         ok = group[group["status"] == "ok"] if "status" in group else group
         row["failed"] = int(len(group) - len(ok))
         for key in HEADLINES.get(kind, []):
             row[key] = stats(ok[key]) if key in ok else stats([])
         rows.append(row)
     return rows
+
+
+def _across_trials(m: Any) -> Any:
+    """Each measurement's request with what differs between trials taken out, so the trials of one
+    configuration share a row: the trial in a run id (``-s2`` → ``-s*``) and the epoch, which differs
+    when runs stop early (``epoch 64`` … ``epoch 69`` → ``epochs 64–69``). A configuration whose
+    trials then share a request more than once (analyses at several epochs) keeps its labels."""
+    import re
+
+    key = m["label"].astype(str).str.replace(r"-s\d+\b", "-s*", regex=True) \
+        .str.replace(r"\bepoch \d+", "epoch", regex=True)
+    request = m["label"].astype(str).copy()
+    for _, group in m.groupby([m["config_id"], key], sort=False):
+        if group["seed"].is_unique:
+            epochs = sorted({int(e) for text in group["label"] for e in re.findall(r"\bepoch (\d+)", str(text))})
+            span = (f"epoch {epochs[0]}" if len(epochs) == 1 else f"epochs {epochs[0]}–{epochs[-1]}") if epochs else ""
+            shared = str(group["label"].iloc[0])
+            shared = re.sub(r"-s\d+\b", "-s*", shared) if len(group) > 1 else shared
+            request[group.index] = re.sub(r"\bepoch \d+", span, shared) if len(group) > 1 else shared
+    return request
 
 
 def summarize_measurements(results: Results, kind: str) -> list[dict[str, Any]]:
