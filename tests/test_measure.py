@@ -92,6 +92,14 @@ def test_a_specs_measure_section_is_taken_once_after_the_sweep_at_each_trial(tin
     row = check(Claim(claim="averaging cancels noise", value="grad-stats:grad_norm_mean",
                       select={"after_epochs": 0}, decreases_with="batch_size"), load(out))
     assert row["n"] == 2 and row["interval"] is not None and row["verdict"] != "not measured"
+    # the same trials at initialization and after 2 epochs: compared in pairs, trial by trial
+    earlier = check(Claim(claim="larger early", value="grad-stats:grad_norm_mean",
+                          select={"after_epochs": 0, "batch_size": 64},
+                          above={"after_epochs": 2, "batch_size": 64}), load(out))
+    at = stored[stored["batch_size"] == 64].set_index(["after_epochs", "seed"])["grad_norm_mean"]
+    differences = [at[(0, s)] - at[(2, s)] for s in (0, 1)]
+    assert earlier["method"] == "paired t" and earlier["n"] == 2
+    assert earlier["estimate"] == pytest.approx(sum(differences) / 2)
 
     # the report's figure draws both panels: the norm and Yin et al.'s diversity
     import matplotlib

@@ -205,8 +205,11 @@ def _rows(results: Any, select: dict[str, Any], value: str) -> Any:
         if field not in mine:
             raise NotMeasured(f"the {kind} measurements have no {field}")
         configs = runs.groupby("config_id", sort=False).first()
-        configs = configs[[c for c in configs.columns if c not in mine.columns]]
-        rows = mine.join(configs, on="config_id")
+        configs = configs[[c for c in configs.columns if c not in mine.columns and c != "run_id"]]
+        # a measurement belongs to one trial: the run id of its configuration at its seed, so two
+        # measurements of the same trials (at initialization, after 3 epochs) are compared in pairs
+        rows = mine.join(configs, on="config_id").assign(
+            run_id=lambda m: m["config_id"].astype(str) + "-s" + m["seed"].astype(int).astype(str))
         rows = _select(rows.assign(value=pd.to_numeric(rows[field], errors="coerce").astype(float)), select)
     else:
         rows = _select(runs, select)
@@ -430,7 +433,7 @@ def _two_sample(mine: Any, theirs: Any, groups: list[Group], sides: str, scale: 
 
     a, b = groups[0].values, groups[1].values
     paired = "run_id" in mine and "run_id" in theirs and set(mine["run_id"]) == set(theirs["run_id"]) \
-        and len(a) == len(b)
+        and len(a) == len(b) and mine["run_id"].is_unique and theirs["run_id"].is_unique
     if paired:
         b = theirs.set_index("run_id").loc[mine["run_id"], "value"].to_numpy(float) * scale
     difference = float(a.mean() - b.mean())
