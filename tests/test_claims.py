@@ -224,3 +224,23 @@ def test_tuned_learning_rates_ratios_and_component_names():
     assert rows[0]["claim"] == "x" and rows[0]["verdict"] == "holds"
     with pytest.raises(ValueError, match="ratio_to goes with"):
         claim(ratio_to={"train.batch_size": 64}, above={"train.batch_size": 8})
+
+
+def test_a_positive_scale_gets_a_geometric_mean_whose_interval_stays_positive():
+    """Noise scales like 100 and 400: Student's t on the logarithms, back-transformed, never below 0."""
+    r = two_configs(np.array([1.0, 4.0]), np.array([0.5, 0.5]))  # × 100 below: 100 and 400
+    geometric = check(claim(select={"train.batch_size": 20}, between=[8, 1000], statistic="geometric"), r)
+    half = stats.t.ppf(0.975, 1) * np.std(np.log([100, 400]), ddof=1) / np.sqrt(2)
+    assert geometric["estimate"] == pytest.approx(200.0)
+    assert geometric["interval"] == pytest.approx((200 * np.exp(-half), 200 * np.exp(half)))
+    assert geometric["interval"][0] > 0 and geometric["method"] == "Student t on the logarithms"
+    assert geometric["verdict"] == "inconclusive" and geometric["measured"].startswith("geometric mean 200 [")
+    # the power estimate works on the logarithms: the nearest edge is 1000, log(1000 / 200) away
+    m = geometric["trials_needed"]
+    s = np.std(np.log([100, 400]), ddof=1)
+    assert stats.t.ppf(0.975, m - 1) * s / np.sqrt(m) < np.log(1000 / 200) <= stats.t.ppf(0.975, m - 2) * s / np.sqrt(m - 1)
+    plain = check(claim(select={"train.batch_size": 20}, between=[8, 1000]), r)
+    assert plain["interval"][0] < 0  # what the arithmetic t interval says of a positive quantity
+    zero = two_configs(np.array([0.0, 4.0]), np.array([0.5, 0.5]))
+    refused = check(claim(select={"train.batch_size": 20}, between=[8, 1000], statistic="geometric"), zero)
+    assert refused["verdict"] == "not measured" and "positive values" in refused["reason"]

@@ -26,7 +26,9 @@ preconditions on the final metrics of every configuration the claim looks at
 
 Every claim gets a 95 % confidence interval of what it measures, and a verdict from it:
 
-- a mean over trials: Student's t interval;
+- a mean over trials: Student's t interval; a geometric mean (``statistic = "geometric"``, for a
+  positive quantity on a ratio scale such as a noise scale): Student's t on the logarithms, so the
+  interval stays positive;
 - a comparison of two means (``above`` / ``below``): Welch's two-sample t test (a paired t test when
   both sides are the same runs, as for "epoch 80 above epoch 50"), the difference with its interval
   and p-value;
@@ -83,7 +85,8 @@ class Claim(BaseModel):
     ratio_to: dict[str, Any] | None = None
     best_over: str | None = None
     best: Literal["min", "max"] = "min"
-    statistic: Literal["mean", "median"] | None = None  # None: the median for target epochs/steps, else the mean
+    # None: the median for target epochs/steps, else the mean; "geometric" for a positive scale (a noise scale)
+    statistic: Literal["mean", "median", "geometric"] | None = None
     requires: dict[str, float] = {}  # e.g. {"min_train_acc": 0.6}: every configuration involved learned
 
     @field_validator("requires")
@@ -277,6 +280,7 @@ class Estimate:
     text: str
     p_value: float | None = None
     half_width: Callable[[np.ndarray], np.ndarray] | None = None
+    transform: Callable[[Any], Any] | None = None  # the scale half_width is on (np.log for a geometric mean)
 
 
 def _groups(rows: Any, claim: Claim, side: str, by: str | None = None) -> list[Group]:
@@ -296,8 +300,12 @@ def _groups(rows: Any, claim: Claim, side: str, by: str | None = None) -> list[G
             for (setting, rate), g in parts]
 
 
+def _geometric_mean(values: np.ndarray, axis: int = -1) -> Any:
+    return np.exp(np.mean(np.log(values), axis=axis))
+
+
 def _centre(claim: Claim) -> Callable[..., Any]:
-    return np.median if claim.centre == "median" else np.mean
+    return {"median": np.median, "geometric": _geometric_mean}.get(claim.centre, np.mean)
 
 
 def _slots(groups: list[Group], centres: list[Any], best: str) -> dict[tuple[str, Any], Any]:
@@ -370,7 +378,8 @@ def _fmt(x: float) -> str:
 def _group_text(g: Group, claim: Claim, interval: tuple[float, float] | None = None) -> str:
     """``median 7 [6, never] (n=10, 8 reached)``: a group's centre, its interval if given, and its trials."""
     centre = _centre(claim)(g.values)
-    text = (f"median {_fmt(centre)}" if claim.centre == "median" else _fmt(centre))
+    text = f"median {_fmt(centre)}" if claim.centre == "median" else \
+        f"geometric mean {_fmt(centre)}" if claim.centre == "geometric" else _fmt(centre)
     text += _interval_text(interval, g.censor) + f" (n={len(g.values)}"
     if g.reached is not None and g.reached < len(g.values):
         text += f", {g.reached} reached"
@@ -404,6 +413,14 @@ def _level(claim: Claim, results: Any) -> Estimate:
     theirs = _rows(results, other_select, claim.than or claim.value) if other_select is not None else None
     _require(claim, results, [r for r in (mine, theirs) if r is not None])
     groups = _groups(mine, claim, "a") + (_groups(theirs, claim, "b") if theirs is not None else [])
+    if claim.centre == "geometric" and any((g.values <= 0).any() for g in groups):
+        raise NotMeasured(f"a geometric mean needs positive values; {claim.value} has some at or below 0")
+    if theirs is None and claim.centre == "geometric" and claim.best_over is None:
+        logs = np.log(groups[0].values)
+        interval, half_width = _t_mean(logs)
+        interval = (float(np.exp(interval[0])), float(np.exp(interval[1]))) if interval else None
+        return Estimate(float(np.exp(logs.mean())), interval, len(logs), "Student t on the logarithms",
+                        _group_text(groups[0], claim, interval), half_width=half_width, transform=np.log)
     plain = claim.best_over is None and claim.centre == "mean"
     if theirs is None:
         if plain:
@@ -522,7 +539,10 @@ def trials_needed(estimate: Estimate, where: tuple[float, float, bool]) -> int |
     """Trials per configuration at which the interval, at the measured spread, would no longer reach
     the band's nearest edge; None when no number would (the estimate sits on the edge, or no spread)."""
     edges = [e for e in where[:2] if math.isfinite(e)]
-    distance = min(abs(estimate.value - e) for e in edges)
+    scale = estimate.transform or (lambda x: x)
+    if estimate.transform is not None and min(edges) <= 0:
+        return None
+    distance = min(abs(scale(estimate.value) - scale(e)) for e in edges)
     if estimate.half_width is None or distance == 0:
         return None
     m = np.arange(2, MAX_TRIALS + 1)
